@@ -1,0 +1,64 @@
+"""The ``wsolbench`` command line. Each command lives in its own module and plugs into ``app``."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from wsolbench import __version__
+
+app = typer.Typer(
+    name="wsolbench",
+    help="Benchmark harness for weakly supervised object localization (WSOL).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+err_console = Console(stderr=True)
+
+PluginOption = Annotated[
+    Optional[list[Path]],
+    typer.Option("--plugin", help="Python file registering methods, datasets, backbones or protocols (repeatable)."),
+]
+
+
+def load_plugins(paths: Optional[list[Path]]) -> None:
+    from wsolbench.plugins import load_plugins as _load
+
+    _load(paths or ())
+
+
+def _version(value: bool):
+    if value:
+        typer.echo(f"wsolbench {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,
+    plugin: PluginOption = None,
+):
+    load_plugins(plugin)
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from wsolbench.errors import WsolbenchError
+    from wsolbench.plugins import PluginError
+    from wsolbench.registry import RegistryError
+
+    return (WsolbenchError, PluginError, RegistryError)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry: user errors print one line on stderr and exit 2."""
+    from wsolbench.cli import commands  # noqa: F401 - registers the commands on app
+
+    try:
+        app(args=argv, standalone_mode=True)
+    except _user_errors() as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)

@@ -1,0 +1,55 @@
+"""``wsolbench list methods|backbones|datasets|protocols [PATTERN]``."""
+from __future__ import annotations
+
+from enum import Enum
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from wsolbench.cli import PluginOption, app, load_plugins
+
+
+class Kind(str, Enum):
+    methods = "methods"
+    backbones = "backbones"
+    datasets = "datasets"
+    protocols = "protocols"
+
+
+def _defaults_text(entry) -> str:
+    """The keyword arguments the registration sets (what makes a variant differ)."""
+    return ", ".join(f"{k}={v}" for k, v in entry.defaults.items())
+
+
+@app.command("list")
+def list_command(
+    kind: Annotated[Kind, typer.Argument(help="What to list.")],
+    pattern: Annotated[Optional[str], typer.Argument(help="Shell-style wildcard, e.g. 'i2c*'.")] = None,
+    plugin: PluginOption = None,
+):
+    """List registered methods, backbones, datasets or protocols."""
+    load_plugins(plugin)
+    from wsolbench.registry import REGISTRIES
+
+    registry = REGISTRIES[kind.value]
+    table = Table(title=f"{kind.value}" + (f" matching '{pattern}'" if pattern else ""))
+    for col in ("name", "description", "key defaults", "source"):
+        table.add_column(col, overflow="fold")
+    for entry in registry.entries(pattern):
+        table.add_row(entry.name, entry.description, _defaults_text(entry), entry.source)
+    extra = []
+    if kind is Kind.backbones:
+        from wsolbench.backbones import list_timm_backbones
+
+        if pattern:
+            extra = [n for n in list_timm_backbones(pattern) if n not in registry]
+            for name in extra:
+                table.add_row(name, "timm model, last feature stage", "", "timm")
+    console = Console()
+    console.print(table)
+    if kind is Kind.backbones and not pattern:
+        console.print("Any timm CNN works too: search them with [bold]wsolbench list backbones 'PATTERN'[/].")
+    if pattern and not registry.names(pattern) and not extra:
+        console.print(f"no {kind.value} match '{pattern}'")

@@ -1,0 +1,1 @@
+"""``wsolbench score MAPS.npz --protocol NAME``: score maps that any tool produced."""

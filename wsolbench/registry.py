@@ -1,0 +1,119 @@
+"""One small registry mechanism for methods, backbones, datasets and protocols.
+
+Register by decorator, look up by name (a clear error lists close names), list with
+shell-style wildcards. A variant is the same object registered again under another
+name with other default keyword arguments (timm's ``arch.tag`` idea):
+
+    @METHODS.register("i2c", description="I2C: SC + GC")
+    @METHODS.register("i2c-sc", description="I2C: SC only", use_gc=False)
+    class I2C(Method): ...
+
+    METHODS.build("i2c-sc", backbone=..., num_classes=10)
+"""
+from __future__ import annotations
+
+import difflib
+import fnmatch
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+
+class RegistryError(LookupError):
+    """A name was registered twice or looked up but never registered."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    obj: Any
+    defaults: dict = field(default_factory=dict)
+    description: str = ""
+    source: str = "builtin"  # builtin | a plugin file path | an entry point "dist:name"
+
+    def build(self, *args, **kwargs):
+        return self.obj(*args, **{**self.defaults, **kwargs})
+
+
+class Registry:
+    def __init__(self, kind: str):
+        self.kind = kind  # "method", "backbone", ...: used in messages
+        self._entries: dict[str, Entry] = {}
+        self.current_source = "builtin"  # set by the plugin loader while it imports a plugin
+
+    def register(self, name: str | None = None, *, description: str | None = None, **defaults) -> Callable:
+        """Decorator registering ``obj`` as ``name`` (default: ``obj.__name__``)."""
+
+        def deco(obj):
+            key = name or obj.__name__
+            if key in self._entries:
+                old = self._entries[key]
+                raise RegistryError(
+                    f"{self.kind} '{key}' is already registered (by {old.source}); pick another name"
+                )
+            doc = description if description is not None else _first_line(obj.__doc__)
+            self._entries[key] = Entry(key, obj, dict(defaults), doc, self.current_source)
+            return obj
+
+        return deco
+
+    def unregister(self, name: str) -> None:
+        self._entries.pop(name, None)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._entries
+
+    def get(self, name: str) -> Entry:
+        try:
+            return self._entries[name]
+        except KeyError:
+            raise RegistryError(self.unknown_message(name)) from None
+
+    def unknown_message(self, name: str) -> str:
+        close = difflib.get_close_matches(name, list(self._entries), n=5, cutoff=0.5)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        known = ", ".join(sorted(self._entries)) or "none"
+        return f"unknown {self.kind} '{name}'{hint} (registered: {known})"
+
+    def build(self, name: str, *args, **kwargs):
+        return self.get(name).build(*args, **kwargs)
+
+    def names(self, pattern: str | None = None) -> list[str]:
+        """Registered names, sorted, filtered by a shell-style wildcard pattern."""
+        names = sorted(self._entries)
+        return [n for n in names if pattern is None or fnmatch.fnmatchcase(n, pattern)]
+
+    def entries(self, pattern: str | None = None) -> list[Entry]:
+        return [self._entries[n] for n in self.names(pattern)]
+
+
+def _first_line(doc: str | None) -> str:
+    return (doc or "").strip().splitlines()[0].strip() if (doc or "").strip() else ""
+
+
+METHODS = Registry("method")
+BACKBONES = Registry("backbone")
+DATASETS = Registry("dataset")
+PROTOCOLS = Registry("protocol")
+
+REGISTRIES = {"methods": METHODS, "backbones": BACKBONES, "datasets": DATASETS, "protocols": PROTOCOLS}
+
+
+def list_methods(pattern: str | None = None) -> list[str]:
+    from wsolbench.plugins import load_builtin
+
+    load_builtin()
+    return METHODS.names(pattern)
+
+
+def list_datasets(pattern: str | None = None) -> list[str]:
+    from wsolbench.plugins import load_builtin
+
+    load_builtin()
+    return DATASETS.names(pattern)
+
+
+def list_protocols(pattern: str | None = None) -> list[str]:
+    from wsolbench.plugins import load_builtin
+
+    load_builtin()
+    return PROTOCOLS.names(pattern)
