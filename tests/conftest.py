@@ -9,15 +9,18 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture
-def cli(tmp_path):
-    """Run the real console entry point in-process; returns (exit_code, stdout, stderr)."""
-    from typer.testing import CliRunner
-
-    from wsolbench.cli import app
-    from wsolbench.cli import commands  # noqa: F401
+def run_cli(capsys):
+    """Run the real console entry point in-process: ``code, out, err = run_cli("list", "methods")``."""
+    from wsolbench.cli import main
 
     def run(*args):
-        result = CliRunner().invoke(app, list(map(str, args)))
-        return result
+        capsys.readouterr()
+        try:
+            main([str(a) for a in args])
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
 
     return run
