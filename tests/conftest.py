@@ -6,6 +6,7 @@ import torch
 
 torch.set_num_threads(1)
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ["COLUMNS"] = "250"  # wide rich tables: no folded names in captured output
 
 
 @pytest.fixture
