@@ -1,0 +1,138 @@
+"""``wsolbench run`` (one run or a grid; with no arguments, the main job) and ``wsolbench eval RUN_DIR``."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from wsolbench.cli import PluginOption, app, load_plugins
+
+# The main job: every seed method and the trivial baselines, a small backbone, the synthetic set.
+MAIN_JOB_METHODS = ["center-box", "full-image", "cam", "acol", "i2c-sc", "i2c", "i2c-bpgc"]
+
+
+def _opt(help_text: str, *names: str):
+    return typer.Option(*names, help=help_text)
+
+
+@app.command("run")
+def run_command(
+    method: Annotated[Optional[list[str]], _opt("Method (repeatable). Default: the main job's methods.", "--method", "-m")] = None,
+    backbone: Annotated[Optional[list[str]], _opt("Backbone (repeatable): a paper backbone or any timm CNN.", "--backbone", "-b")] = None,
+    dataset: Annotated[Optional[list[str]], _opt("Dataset (repeatable). Default: synthetic.", "--dataset", "-d")] = None,
+    seeds: Annotated[Optional[list[int]], _opt("Seeds: --seeds 0 1 2 (or --seed N).", "--seeds", "--seed")] = None,
+    data_root: Annotated[Optional[Path], _opt("Dataset folder (synthetic: generated there if empty).", "--data-root")] = None,
+    epochs: Annotated[Optional[int], _opt("Training epochs.", "--epochs")] = None,
+    batch_size: Annotated[Optional[int], _opt("Images per step over all processes.", "--batch-size")] = None,
+    lr: Annotated[Optional[float], _opt("Base learning rate (head x10, biases x2 on top).", "--lr")] = None,
+    settings: Annotated[Optional[list[str]], _opt("Method setting key=value (repeatable), e.g. --set delta=0.6.", "--set")] = None,
+    protocol: Annotated[Optional[str], _opt("Protocol (default: the dataset's).", "--protocol")] = None,
+    policy: Annotated[Optional[str], _opt("Threshold policy: val | test-optimal | fixed:T.", "--policy")] = None,
+    input_size: Annotated[Optional[int], _opt("Network input size (default: the dataset's).", "--input-size")] = None,
+    pretrained: Annotated[Optional[str], _opt("Local backbone weights (.pth/.safetensors).", "--pretrained")] = None,
+    out: Annotated[Path, _opt("Folder of run folders.", "--out")] = Path("runs"),
+    resume: Annotated[Optional[Path], _opt("Continue the run in this folder.", "--resume")] = None,
+    device: Annotated[str, _opt("auto | cpu | cuda | cuda:N.", "--device")] = "auto",
+    amp: Annotated[bool, _opt("Mixed precision (CUDA: float16, CPU: bfloat16).", "--amp")] = False,
+    channels_last: Annotated[bool, _opt("channels_last memory format.", "--channels-last")] = False,
+    workers: Annotated[int, _opt("Data loader worker processes.", "--workers")] = 0,
+    skip_bad: Annotated[bool, _opt("Skip bad samples (reported) instead of stopping.", "--skip-bad")] = False,
+    no_progress: Annotated[bool, _opt("No progress bars.", "--no-progress")] = False,
+    leaderboard_out: Annotated[Path, _opt("Where the main job writes its leaderboard.", "--leaderboard-out")] = Path("leaderboards"),
+    plugin: PluginOption = None,
+):
+    """Train and evaluate method x backbone x dataset x seed; complete runs are skipped."""
+    from wsolbench.engine.grid import expand, run_grid
+    from wsolbench.engine.runconfig import RunConfig, parse_settings
+    from wsolbench.engine.rundir import CONFIG, read_json
+    from wsolbench.engine.train import Interrupted, train_and_evaluate
+
+    load_plugins(plugin)
+    console = Console()
+    try:
+        if resume is not None:
+            cfg = RunConfig.from_dict(read_json(resume / CONFIG))
+            train_and_evaluate(cfg, resume=resume, console=console, show_progress=not no_progress)
+            _print_metrics(console, resume)
+            return
+        main_job = not (method or backbone or dataset)
+        base = RunConfig(out=str(out), device=device, amp=amp, channels_last=channels_last, num_workers=workers,
+                         skip_bad=skip_bad, method_settings=parse_settings(settings))
+        base = dataclasses.replace(base, **_dataset_defaults(dataset[0] if dataset else base.dataset))
+        given = dict(data_root=str(data_root) if data_root else None, epochs=epochs, batch_size=batch_size, lr=lr,
+                     protocol=protocol, threshold_policy=policy, input_size=input_size, pretrained=pretrained)
+        base = dataclasses.replace(base, **{k: v for k, v in given.items() if v is not None})
+        configs = expand(base, method or (MAIN_JOB_METHODS if main_job else None), backbone, dataset, seeds)
+        results = run_grid(configs, console, show_progress=not no_progress)
+    except Interrupted as exc:
+        console.print(f"[yellow]{exc}[/]")
+        raise typer.Exit(130)
+    _print_summary(console, results)
+    if main_job:
+        from wsolbench.leaderboard import write_leaderboards
+
+        paths = write_leaderboards(out, leaderboard_out, console=console)
+        for p in paths:
+            if p.suffix == ".md":
+                console.print(p.read_text())
+    if any(r.status == "failed" for r in results):
+        raise typer.Exit(1)
+
+
+def _dataset_defaults(dataset: str) -> dict:
+    """Training defaults per dataset: the paper's for real data, quick ones for the synthetic set."""
+    from wsolbench.registry import DATASETS
+
+    from wsolbench.plugins import load_builtin
+
+    load_builtin()
+    entry = DATASETS.get(dataset) if dataset in DATASETS else None
+    return dict(getattr(entry.obj, "run_defaults", {}) if entry else {})
+
+
+def _print_summary(console, results) -> None:
+    from rich.table import Table
+
+    table = Table(title="runs")
+    for col in ("method", "backbone", "dataset", "seed", "status", "seconds", "folder / error"):
+        table.add_column(col, overflow="fold")
+    for r in results:
+        table.add_row(r.cfg.method, r.cfg.backbone, r.cfg.dataset, str(r.cfg.seed), r.status,
+                      f"{r.seconds:.0f}" if r.seconds else "", r.error or str(r.run_dir))
+    console.print(table)
+
+
+def _print_metrics(console, run_dir: Path, name: str = "metrics.json") -> None:
+    from rich.table import Table
+
+    from wsolbench.engine.rundir import read_json
+
+    metrics = read_json(run_dir / name)
+    table = Table(title=f"{run_dir} ({metrics.get('protocol')}, threshold {metrics.get('threshold')} by {metrics.get('policy')})")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    for key in ("top1_loc", "top5_loc", "gt_known_loc", "maxboxacc", "maxboxacc_v2", "pxap", "top1_cls", "top5_cls"):
+        if metrics.get(key) is not None:
+            table.add_row(key, f"{metrics[key]:.2f}")
+    console.print(table)
+
+
+@app.command("eval")
+def eval_command(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder written by wsolbench run.")],
+    protocol: Annotated[Optional[str], _opt("Protocol (default: the run's).", "--protocol")] = None,
+    policy: Annotated[Optional[str], _opt("Threshold policy (default: the run's).", "--policy")] = None,
+    save_maps: Annotated[bool, _opt("Also write maps-val.npz / maps-test.npz in the score format.", "--save-maps")] = False,
+    device: Annotated[str, _opt("auto | cpu | cuda.", "--device")] = "auto",
+    plugin: PluginOption = None,
+):
+    """Re-evaluate a trained run (optionally under another protocol); writes eval-PROTOCOL.json."""
+    from wsolbench.engine.reeval import reevaluate
+
+    load_plugins(plugin)
+    console = Console()
+    name = reevaluate(run_dir, protocol=protocol, policy=policy, save_maps=save_maps, device=device)
+    _print_metrics(console, run_dir, name)

@@ -1,0 +1,117 @@
+"""Evaluation: run a method over a split, feed its maps to the protocol's accumulator.
+
+The map of the true class always goes in (GT-known, MaxBoxAcc, PxAP); with a classifier the
+top-5 classes and their maps go in too (Top-1/Top-5 Loc). Under torch.distributed each rank
+evaluates a disjoint shard and the accumulators are summed.
+"""
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import torch
+
+from wsolbench.engine import distributed as D
+
+
+def autocast(device: torch.device, enabled: bool):
+    if not enabled:
+        return contextlib.nullcontext()
+    dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+@torch.no_grad()
+def predict(method, loader, device, amp=False, channels_last=False):
+    """Yield (true-class maps, top-k classes or None, top-k maps or None, dataset indices) per batch, on the CPU."""
+    method.eval()
+    for images, labels, indices in loader:
+        images = images.to(device, non_blocking=True)
+        if channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        labels = torch.as_tensor(labels, device=device)
+        with autocast(device, amp):
+            out = method(images)
+        maps = method.maps(out, labels[:, None])[:, 0].float()
+        top, top_maps = None, None
+        if out.logits is not None:
+            k = min(5, out.logits.shape[1])
+            top = out.logits.float().topk(k, dim=1).indices
+            top_maps = method.maps(out, top).float()
+            top, top_maps = top.cpu().numpy(), top_maps.cpu().numpy()
+        yield maps.cpu().numpy(), top, top_maps, torch.as_tensor(indices).numpy()
+
+
+def make_loader(dataset, indices, batch_size, num_workers):
+    subset = torch.utils.data.Subset(dataset, indices)
+    return torch.utils.data.DataLoader(
+        subset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+        collate_fn=_collate_with_positions(indices),
+    )
+
+
+def _collate_with_positions(indices):
+    """Default collate, but report the dataset index (the Subset hands out its own positions)."""
+    def collate(items):
+        images, labels, positions = torch.utils.data.default_collate(items)
+        return images, labels, torch.as_tensor([indices[int(p)] for p in positions])
+
+    return collate
+
+
+def evaluate_split(method, dataset, samples, protocol, device, *, batch_size=32, num_workers=0,
+                   amp=False, channels_last=False, want_masks=True, info=D.DistInfo(), collect=None):
+    """Accumulate the protocol's counters over ``samples`` (this rank's shard), synced across ranks.
+
+    ``collect``: an optional list that receives per-batch arrays for ``--save-maps``.
+    """
+    from wsolbench.data.loading import load_mask
+
+    acc = protocol.accumulator()
+    shard = D.shard(len(samples), info)
+    if not shard:
+        acc.sync()
+        return acc
+    loader = make_loader(dataset, shard, batch_size, num_workers)
+    for maps, top, top_maps, idx in predict(method, loader, device, amp, channels_last):
+        batch = [samples[i] for i in idx]
+        sizes = np.array([s.size for s in batch], dtype=np.int64)
+        boxes = [np.asarray(s.boxes, dtype=np.float64).reshape(-1, 4) for s in batch]
+        labels = np.array([s.label for s in batch], dtype=np.int64)
+        masks = None
+        if want_masks and all(s.mask_path is not None for s in batch):
+            masks = [load_mask(s) for s in batch]
+        acc.update(maps, sizes, boxes, labels=labels if top is not None else None,
+                   top5=top, top5_maps=top_maps, masks=masks)
+        if collect is not None:
+            collect.append(dict(maps=maps, image_sizes=sizes, boxes=boxes, labels=labels,
+                                top5=top, top5_maps=top_maps, masks=masks, indices=idx))
+    acc.sync()
+    return acc
+
+
+def save_maps(path, batches, image_ids) -> None:
+    """Write collected batches in the ``wsolbench score`` file format (atomically)."""
+    import io
+
+    from wsolbench.engine.atomic import write_bytes
+
+    cat = lambda key: np.concatenate([b[key] for b in batches]) if batches and batches[0][key] is not None else None  # noqa: E731
+    boxes = [bx for b in batches for bx in b["boxes"]]
+    width = max((len(b) for b in boxes), default=1)
+    padded = -np.ones((len(boxes), width, 4), dtype=np.float64)
+    for i, b in enumerate(boxes):
+        padded[i, : len(b)] = b
+    arrays = dict(maps=cat("maps").astype(np.float32), image_sizes=cat("image_sizes"), boxes=padded,
+                  labels=cat("labels"), image_ids=np.array([image_ids[i] for i in cat("indices")]))
+    if batches and batches[0]["top5"] is not None:
+        arrays["top5"] = cat("top5")
+        arrays["top5_maps"] = cat("top5_maps").astype(np.float32)
+    if batches and batches[0]["masks"] is not None:
+        # masks of one split share a size only in some datasets; the score format wants one array
+        masks = [m for b in batches for m in b["masks"]]
+        if len({m.shape for m in masks}) == 1:
+            arrays["masks"] = np.stack(masks).astype(np.uint8)
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    write_bytes(path, buf.getvalue())

@@ -1,0 +1,60 @@
+"""Run a grid of method x backbone x dataset x seed: skip complete runs, report failures, go on."""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+from wsolbench.engine import rundir as R
+from wsolbench.engine.runconfig import RunConfig
+from wsolbench.errors import WsolbenchError
+
+
+@dataclass
+class GridResult:
+    cfg: RunConfig
+    run_dir: Path
+    status: str  # done | skipped | failed
+    error: str = ""
+    seconds: float = 0.0
+
+
+def expand(base: RunConfig, methods, backbones, datasets, seeds) -> list[RunConfig]:
+    combos = itertools.product(datasets or [base.dataset], backbones or [base.backbone], methods or [base.method],
+                               seeds if seeds else [base.seed])
+    return [dataclasses.replace(base, dataset=d, backbone=b, method=m, seed=s) for d, b, m, s in combos]
+
+
+def run_grid(configs: list[RunConfig], console, show_progress=True, train=None) -> list[GridResult]:
+    from wsolbench.engine.train import Interrupted, train_and_evaluate
+
+    train = train or train_and_evaluate
+    results = []
+    for i, cfg in enumerate(configs, 1):
+        run_dir = Path(cfg.out) / cfg.dataset / cfg.run_id()
+        head = f"[{i}/{len(configs)}] {cfg.method} / {cfg.backbone} / {cfg.dataset} / seed {cfg.seed}"
+        if R.is_complete(run_dir, cfg.run_id()):
+            console.print(f"{head}: complete, skipped ({run_dir})")
+            results.append(GridResult(cfg, run_dir, "skipped"))
+            continue
+        console.rule(head)
+        t0 = time.perf_counter()
+        resume = run_dir if (run_dir / R.CHECKPOINT).exists() and (run_dir / R.CONFIG).exists() else None
+        try:
+            train(cfg, resume=resume, console=console, show_progress=show_progress)
+            results.append(GridResult(cfg, run_dir, "done", seconds=time.perf_counter() - t0))
+        except Interrupted:
+            raise
+        except WsolbenchError as exc:
+            console.print(f"[red]failed:[/] {head}: {exc}", highlight=False)
+            results.append(GridResult(cfg, run_dir, "failed", str(exc), time.perf_counter() - t0))
+        except Exception as exc:  # noqa: BLE001 - one run's crash must not end the grid
+            run_dir.mkdir(parents=True, exist_ok=True)
+            (run_dir / "error.txt").write_text(traceback.format_exc())
+            msg = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} (traceback in {run_dir / 'error.txt'})"
+            console.print(f"[red]failed:[/] {head}: {msg}", highlight=False)
+            results.append(GridResult(cfg, run_dir, "failed", msg, time.perf_counter() - t0))
+    return results

@@ -1,0 +1,53 @@
+"""``wsolbench eval RUN_DIR``: evaluate a trained run again, under its protocol or another one."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from wsolbench.engine import distributed as D
+from wsolbench.engine import rundir as R
+from wsolbench.engine.atomic import write_json
+from wsolbench.engine.evaluate import evaluate_split
+from wsolbench.engine.evaluate import save_maps as write_maps_file
+from wsolbench.engine.runconfig import RunConfig
+from wsolbench.engine.train import build, load_checkpoint, resolve_device
+from wsolbench.errors import WsolbenchError
+
+
+def reevaluate(run_dir: Path, protocol: str | None = None, policy: str | None = None, save_maps: bool = False,
+               device: str = "auto") -> str:
+    """Returns the name of the metrics file written in ``run_dir``."""
+    from wsolbench.data.loading import ImageDataset, test_transform
+
+    run_dir = Path(run_dir)
+    saved = R.read_json(run_dir / R.CONFIG)
+    cfg = RunConfig.from_dict(saved)
+    cfg = dataclasses.replace(cfg, device=device, protocol=protocol or saved.get("protocol"),
+                              threshold_policy=policy or cfg.threshold_policy)
+    dev = resolve_device(cfg.device)
+    info = D.init(dev)
+    setup = build(cfg, dev, info)
+    ckpt = load_checkpoint(run_dir / R.CHECKPOINT)
+    try:
+        setup.method.load_state_dict(ckpt["model"])
+    except (RuntimeError, KeyError) as exc:
+        raise WsolbenchError(f"{run_dir / R.CHECKPOINT}: does not fit {cfg.method}/{cfg.backbone} "
+                             f"({str(exc).splitlines()[0]})") from None
+    # the network sees what it saw in training; only the scoring protocol changes
+    input_size = saved.get("input_size", setup.input_size)
+    accs, collected = {}, {}
+    for split in ("val", "test"):
+        samples = setup.splits[split]
+        collected[split] = [] if save_maps else None
+        accs[split] = evaluate_split(setup.method, ImageDataset(samples, test_transform(input_size)), samples,
+                                     setup.protocol, dev, batch_size=max(cfg.batch_size, 1), info=info,
+                                     collect=collected[split])
+        if save_maps and info.is_main:
+            write_maps_file(run_dir / f"maps-{split}.npz", collected[split], [s.image_id for s in samples])
+    metrics = setup.protocol.summarize(accs["test"], accs["val"], policy=cfg.threshold_policy)
+    metrics.update(run_id=saved.get("run_id"), method=cfg.method, backbone=cfg.backbone, dataset=cfg.dataset,
+                   seed=cfg.seed, commit=R.git_commit())
+    name = f"eval-{setup.protocol.name}.json"
+    if info.is_main:
+        write_json(run_dir / name, metrics)
+    return name

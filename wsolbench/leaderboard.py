@@ -1,0 +1,148 @@
+"""Leaderboards from run folders alone: one markdown table per dataset x protocol, plus the tidy CSV.
+
+Only measured runs enter the measured rows; the paper's reported numbers (``reference/paper_tables.csv``,
+error rates converted to accuracy = 100 - error) appear in separate rows labelled ``reported``.
+A corrupt or unfinished run folder is reported and left out; regenerating gives identical files.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from importlib import resources
+from pathlib import Path
+
+import pandas as pd
+
+from wsolbench.engine import rundir as R
+from wsolbench.engine.atomic import write_text
+
+MEASURES = [("top1_loc", "Top-1 Loc"), ("top5_loc", "Top-5 Loc"), ("gt_known_loc", "GT-known Loc"),
+            ("maxboxacc_v2", "MaxBoxAccV2"), ("top1_cls", "Top-1 Cls")]
+REPORTED_METRICS = {"top1_loc_err": "top1_loc", "top5_loc_err": "top5_loc", "gt_known_loc_err": "gt_known_loc",
+                    "top1_cls_err": "top1_cls", "top5_cls_err": "top5_cls"}
+TIDY_COLUMNS = ["dataset", "protocol", "method", "backbone", "config", "seed", "policy", "threshold", "box_rule",
+                "epochs", *[m for m, _ in MEASURES], "maxboxacc", "top5_cls", "pxap", "commit", "run_id"]
+
+
+def collect_runs(runs_dir: Path) -> tuple[pd.DataFrame, list[str]]:
+    """The tidy table (one row per complete run) and one problem line per folder left out."""
+    rows, problems = [], []
+    for config_path in sorted(Path(runs_dir).rglob(R.CONFIG)):
+        run_dir = config_path.parent
+        try:
+            config = json.loads(config_path.read_text())
+            metrics = json.loads((run_dir / R.METRICS).read_text())
+        except FileNotFoundError:
+            problems.append(f"{run_dir}: no {R.METRICS} (unfinished or interrupted run), left out")
+            continue
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            problems.append(f"{run_dir}: unreadable JSON ({exc}), left out")
+            continue
+        if not isinstance(metrics, dict) or metrics.get("run_id") != config.get("run_id"):
+            problems.append(f"{run_dir}: {R.METRICS} does not belong to this run's config, left out")
+            continue
+        identity = {k: v for k, v in config.items() if k not in ("seed", "run_id", "out", "num_workers")}
+        row = {
+            "dataset": config["dataset"], "protocol": metrics.get("protocol"), "method": config["method"],
+            "backbone": config["backbone"], "seed": config["seed"], "policy": metrics.get("policy"),
+            "threshold": metrics.get("threshold"), "box_rule": metrics.get("box_rule"), "epochs": config.get("epochs"),
+            "commit": metrics.get("commit"), "run_id": config["run_id"],
+            # runs that differ only in seed share a config id, and are averaged together
+            "config": hashlib.sha1(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:8],
+        }
+        for key in [m for m, _ in MEASURES] + ["maxboxacc", "top5_cls", "pxap"]:
+            row[key] = metrics.get(key)
+        rows.append(row)
+    df = pd.DataFrame(rows, columns=TIDY_COLUMNS)
+    return df.sort_values(["dataset", "protocol", "method", "backbone", "config", "seed"], kind="stable",
+                          ignore_index=True), problems
+
+
+def reported_table() -> pd.DataFrame:
+    """The paper's reported numbers as accuracies, one row per (table, dataset, method, backbone, input size, note)."""
+    path = resources.files("wsolbench") / "reference" / "paper_tables.csv"
+    raw = pd.read_csv(path, keep_default_na=False)
+    raw = raw[raw["metric"].isin(REPORTED_METRICS)]
+    raw = raw.assign(measure=raw["metric"].map(REPORTED_METRICS), accuracy=100.0 - raw["value_percent"].astype(float))
+    keys = ["table", "dataset", "method", "backbone", "input_size", "note"]
+    wide = raw.pivot_table(index=keys, columns="measure", values="accuracy", aggfunc="first").reset_index()
+    return wide.sort_values(keys, kind="stable", ignore_index=True)
+
+
+def _fmt(values: pd.Series) -> str:
+    values = values.dropna().astype(float)
+    if values.empty:
+        return "-"
+    if len(values) == 1:
+        return f"{values.iloc[0]:.2f}"
+    return f"{values.mean():.2f} ± {values.std(ddof=1):.2f}"
+
+
+def _threshold(group: pd.DataFrame) -> str:
+    ts = group["threshold"].dropna().astype(float)
+    policy = ", ".join(sorted(set(group["policy"].dropna().astype(str)))) or "-"
+    if ts.empty:
+        return f"- ({policy})"
+    span = f"{ts.min():.3f}" if ts.min() == ts.max() else f"{ts.min():.3f}-{ts.max():.3f}"
+    return f"{span} ({policy})"
+
+
+def summary_table(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per method x backbone x config: mean ± sample std (ddof=1) over seeds."""
+    rows = []
+    for (method, backbone, config), group in df.groupby(["method", "backbone", "config"], sort=True):
+        row = {"method": method, "backbone": backbone}
+        for key, label in MEASURES:
+            row[label] = _fmt(group[key])
+        row["threshold (policy)"] = _threshold(group)
+        row["seeds (n)"] = f"{','.join(str(s) for s in sorted(group['seed']))} ({len(group)})"
+        row["epochs"] = ",".join(str(e) for e in sorted(set(group["epochs"])))
+        row["commit"] = ", ".join(sorted(set(group["commit"].astype(str))))
+        row["config"] = config
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _reported_rows(dataset: str) -> pd.DataFrame:
+    rep = reported_table()
+    rep = rep[rep["dataset"] == dataset]
+    rows = []
+    for _, r in rep.iterrows():
+        label = f"{r['method']} (reported, paper {r['table']}" + (f", {r['input_size']} px" if r["input_size"] else "")
+        label += f"; {r['note']})" if r["note"] else ")"
+        row = {"method": label, "backbone": r["backbone"]}
+        for key, col in MEASURES:
+            row[col] = f"{r[key]:.2f}" if key in r and pd.notna(r[key]) else "-"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def write_leaderboards(runs_dir: Path, out_dir: Path, console=None) -> list[Path]:
+    """Regenerate ``out_dir`` from ``runs_dir``; returns the files written."""
+    runs_dir, out_dir = Path(runs_dir), Path(out_dir)
+    df, problems = collect_runs(runs_dir)
+    for line in problems:
+        if console is not None:
+            console.print(f"[yellow]warning:[/] {line}", highlight=False)
+    written = []
+    for (dataset, protocol), group in df.groupby(["dataset", "protocol"], sort=True):
+        stem = f"{dataset}-{protocol}"
+        csv_path, md_path = out_dir / f"{stem}.csv", out_dir / f"{stem}.md"
+        write_text(csv_path, group.to_csv(index=False, float_format="%.4f", lineterminator="\n"))
+        table = summary_table(group)
+        reported = _reported_rows(dataset)
+        text = [f"# {dataset}: measured runs under the `{protocol}` protocol", "",
+                "Each row: mean ± sample standard deviation (ddof=1) over seeds, in percent; one seed shows its value.",
+                "Threshold: the box threshold and the policy that chose it (`val`: chosen on the held-out split).",
+                f"Tidy table: `{csv_path.name}`. Regenerate: `wsolbench leaderboard --runs {runs_dir} --out {out_dir}`.",
+                "", table.to_markdown(index=False), ""]
+        if not reported.empty:
+            text += ["## Reported in the I2C paper (not measured here)", "",
+                     "Accuracy = 100 - the paper's error rate; the paper's own threshold practice, not this protocol.",
+                     "", reported.to_markdown(index=False), ""]
+        write_text(md_path, "\n".join(text))
+        written += [md_path, csv_path]
+    rep = reported_table()
+    write_text(out_dir / "reported.csv", rep.to_csv(index=False, float_format="%.2f", lineterminator="\n"))
+    written.append(out_dir / "reported.csv")
+    return written
