@@ -44,7 +44,8 @@ def list_command(
         from wsolbench.backbones import list_timm_backbones
 
         if pattern:
-            extra = [n for n in list_timm_backbones(pattern) if n not in registry]
+            # a timm name the paper registers (resnet50) stays reachable as timm/NAME
+            extra = [n if n not in registry else f"timm/{n}" for n in list_timm_backbones(pattern)]
             for name in extra:
                 table.add_row(name, "timm model, last feature stage", "", "timm")
     console = Console()
