@@ -74,7 +74,7 @@ class Registry:
         known = ", ".join(sorted(self._entries)) or "none"
         return f"unknown {self.kind} '{name}'{hint} (registered: {known})"
 
-    def build(self, name: str, *args, **kwargs):
+    def build(self, name: str, /, *args, **kwargs):
         return self.get(name).build(*args, **kwargs)
 
     def names(self, pattern: str | None = None) -> list[str]:

@@ -33,6 +33,7 @@ def run_command(
     policy: Annotated[Optional[str], _opt("Threshold policy: val | test-optimal | fixed:T.", "--policy")] = None,
     input_size: Annotated[Optional[int], _opt("Network input size (default: the dataset's).", "--input-size")] = None,
     pretrained: Annotated[Optional[str], _opt("Local backbone weights (.pth/.safetensors).", "--pretrained")] = None,
+    output_stride: Annotated[Optional[int], _opt("timm backbones: output stride (e.g. 8 or 16).", "--output-stride")] = None,
     out: Annotated[Path, _opt("Folder of run folders.", "--out")] = Path("runs"),
     resume: Annotated[Optional[Path], _opt("Continue the run in this folder.", "--resume")] = None,
     device: Annotated[str, _opt("auto | cpu | cuda | cuda:N.", "--device")] = "auto",
@@ -63,7 +64,8 @@ def run_command(
                          skip_bad=skip_bad, method_settings=parse_settings(settings))
         base = dataclasses.replace(base, **_dataset_defaults(dataset[0] if dataset else base.dataset))
         given = dict(data_root=str(data_root) if data_root else None, epochs=epochs, batch_size=batch_size, lr=lr,
-                     protocol=protocol, threshold_policy=policy, input_size=input_size, pretrained=pretrained)
+                     protocol=protocol, threshold_policy=policy, input_size=input_size, pretrained=pretrained,
+                     output_stride=output_stride)
         base = dataclasses.replace(base, **{k: v for k, v in given.items() if v is not None})
         configs = expand(base, method or (MAIN_JOB_METHODS if main_job else None), backbone, dataset, seeds)
         results = run_grid(configs, console, show_progress=not no_progress)
@@ -83,14 +85,9 @@ def run_command(
 
 
 def _dataset_defaults(dataset: str) -> dict:
-    """Training defaults per dataset: the paper's for real data, quick ones for the synthetic set."""
-    from wsolbench.registry import DATASETS
+    from wsolbench.engine.defaults import run_defaults
 
-    from wsolbench.plugins import load_builtin
-
-    load_builtin()
-    entry = DATASETS.get(dataset) if dataset in DATASETS else None
-    return dict(getattr(entry.obj, "run_defaults", {}) if entry else {})
+    return run_defaults(dataset)
 
 
 def _print_summary(console, results) -> None:

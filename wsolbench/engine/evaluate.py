@@ -59,20 +59,19 @@ def _collate_with_positions(indices):
     return collate
 
 
-def evaluate_split(method, dataset, samples, protocol, device, *, batch_size=32, num_workers=0,
+def evaluate_split(method, dataset, samples, protocols, device, *, batch_size=32, num_workers=0,
                    amp=False, channels_last=False, want_masks=True, info=D.DistInfo(), collect=None):
-    """Accumulate the protocol's counters over ``samples`` (this rank's shard), synced across ranks.
+    """Accumulate each protocol's counters over ``samples`` (this rank's shard), synced across ranks.
 
+    One forward pass feeds every protocol in ``protocols`` (a protocol or a list; the result matches).
     ``collect``: an optional list that receives per-batch arrays for ``--save-maps``.
     """
     from wsolbench.data.loading import load_mask
 
-    acc = protocol.accumulator()
+    single = not isinstance(protocols, (list, tuple))
+    accs = [p.accumulator() for p in ([protocols] if single else protocols)]
     shard = D.shard(len(samples), info)
-    if not shard:
-        acc.sync()
-        return acc
-    loader = make_loader(dataset, shard, batch_size, num_workers)
+    loader = make_loader(dataset, shard, batch_size, num_workers) if shard else []
     for maps, top, top_maps, idx in predict(method, loader, device, amp, channels_last):
         batch = [samples[i] for i in idx]
         sizes = np.array([s.size for s in batch], dtype=np.int64)
@@ -81,13 +80,15 @@ def evaluate_split(method, dataset, samples, protocol, device, *, batch_size=32,
         masks = None
         if want_masks and all(s.mask_path is not None for s in batch):
             masks = [load_mask(s) for s in batch]
-        acc.update(maps, sizes, boxes, labels=labels if top is not None else None,
-                   top5=top, top5_maps=top_maps, masks=masks)
+        for acc in accs:
+            acc.update(maps, sizes, boxes, labels=labels if top is not None else None,
+                       top5=top, top5_maps=top_maps, masks=masks)
         if collect is not None:
             collect.append(dict(maps=maps, image_sizes=sizes, boxes=boxes, labels=labels,
                                 top5=top, top5_maps=top_maps, masks=masks, indices=idx))
-    acc.sync()
-    return acc
+    for acc in accs:
+        acc.sync()  # every rank calls this, shard or not: it is a collective
+    return accs[0] if single else accs
 
 
 def save_maps(path, batches, image_ids) -> None:

@@ -24,6 +24,7 @@ class RunConfig:
     dataset: str = "synthetic"
     data_root: str | None = None
     protocol: str | None = None  # None: the dataset's default protocol
+    extra_protocols: list = field(default_factory=list)  # also scored from the same maps: eval-NAME.json
     threshold_policy: str = "val"  # val | test-optimal | fixed:T
     epochs: int = 10
     batch_size: int = 16  # images per optimizer step over all processes (the effective batch)
@@ -37,6 +38,7 @@ class RunConfig:
     input_size: int | None = None  # None: the dataset's default
     resize: int | None = None  # train: resize to this, then random crop input_size; None: input_size * 256 / 224
     pretrained: str | None = None
+    output_stride: int | None = None  # timm backbones: dilate the last stages to this stride
     method_settings: dict = field(default_factory=dict)  # --set key=value, the method's typed config
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: bool = False

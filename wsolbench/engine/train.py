@@ -55,6 +55,7 @@ class Setup:
     protocol: object
     input_size: int
     skipped: int
+    extra_protocols: list
 
 
 def build(cfg: RunConfig, device: torch.device, info: D.DistInfo, log=print) -> Setup:
@@ -67,23 +68,21 @@ def build(cfg: RunConfig, device: torch.device, info: D.DistInfo, log=print) -> 
     method_entry = METHODS.get(cfg.method)
     dataset_kwargs = {"root": Path(cfg.data_root)} if cfg.data_root else {}
     dataset = DATASETS.build(cfg.dataset, **dataset_kwargs)
-    splits = ensure_valid(dataset, ("train", "val", "test"), skip_bad=cfg.skip_bad)
-    skipped = getattr(splits, "skipped", 0) if not isinstance(splits, dict) else 0
-    if isinstance(splits, tuple):  # (splits, bad samples)
-        splits, bad = splits
-        skipped = len(bad)
-        if skipped:
-            log(f"skipped {skipped} bad samples (--skip-bad)")
+    splits = ensure_valid(dataset, ("train", "val", "test"), skip_bad=cfg.skip_bad)  # bad data: error before training
+    skipped = splits.skipped_count
+    if skipped:
+        log(splits.message())
     protocol = PROTOCOLS.build(cfg.protocol or dataset.default_protocol)
+    extra_protocols = [PROTOCOLS.build(name) for name in cfg.extra_protocols if name != protocol.name]
     input_size = cfg.input_size or getattr(dataset, "default_input_size", None) or protocol.input_size
 
     settings = coerce_settings(method_entry.obj.Config, cfg.method_settings)
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank
-    backbone = build_backbone(cfg.backbone, pretrained=cfg.pretrained) if method_entry.obj.needs_backbone else None
+    backbone = build_backbone(cfg.backbone, pretrained=cfg.pretrained, output_stride=cfg.output_stride) if method_entry.obj.needs_backbone else None
     method = method_entry.build(backbone, dataset.num_classes, **settings).to(device)
     if cfg.channels_last:
         method = method.to(memory_format=torch.channels_last)
-    return Setup(cfg, info, device, dataset, splits, method, protocol, input_size, skipped)
+    return Setup(cfg, info, device, dataset, splits, method, protocol, input_size, skipped, extra_protocols)
 
 
 def _batch_sampler(setup: Setup):
@@ -214,7 +213,7 @@ def train_and_evaluate(cfg: RunConfig, resume: Path | None = None, console=None,
         if "rng_cuda" in ckpt and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(ckpt["rng_cuda"])
         if info.is_main:
-            _trim_jsonl(run_dir / R.STEPS, lambda r: r.get("global_step", 0) < global_step)
+            _trim_jsonl(run_dir / R.STEPS, lambda r: r.get("global_step", 0) <= global_step)
             _trim_jsonl(run_dir / R.EPOCHS, lambda r: r.get("epoch", 0) < start_epoch)
         log(f"resuming {run_id} at epoch {start_epoch}, batch {start_batch}")
     else:
@@ -231,7 +230,7 @@ def train_and_evaluate(cfg: RunConfig, resume: Path | None = None, console=None,
 
     from wsolbench.data.loading import ImageDataset, test_transform, train_transform
 
-    train_set = SeededSamples(ImageDataset(setup.splits["train"], train_transform(setup.input_size, cfg.resize)), cfg.seed)
+    train_set = SeededSamples(ImageDataset(setup.splits["train"], train_transform(setup.input_size, cfg.resize or round(setup.input_size * 256 / 224))), cfg.seed)
     eval_sets = {s: ImageDataset(setup.splits[s], test_transform(setup.input_size)) for s in ("val", "test")}
     sampler = _batch_sampler(setup) if trainable else None
     steps_per_epoch = len(sampler) if sampler is not None else 0
@@ -250,8 +249,11 @@ def train_and_evaluate(cfg: RunConfig, resume: Path | None = None, console=None,
             sampler.set_epoch(epoch)
             train_set.set_epoch(epoch)
             batches = list(sampler)[start_batch if epoch == start_epoch else 0:]
+            # its own generator: a loader drawing its worker seed from the global RNG would shift the
+            # model's random stream, and a resumed run would diverge from an uninterrupted one
             loader = torch.utils.data.DataLoader(train_set, batch_sampler=batches, num_workers=cfg.num_workers,
-                                                 pin_memory=device.type == "cuda")
+                                                 pin_memory=device.type == "cuda",
+                                                 generator=torch.Generator().manual_seed(cfg.seed + epoch))
             sums, n_seen, correct = {}, 0, 0
             t_epoch = time.perf_counter()
             progress = _progress(console, info.is_main and show_progress, f"{cfg.method} epoch {epoch + 1}/{epochs}",
@@ -317,19 +319,23 @@ def train_and_evaluate(cfg: RunConfig, resume: Path | None = None, console=None,
     if not trainable and info.is_main:
         save_torch(run_dir / R.CHECKPOINT, _checkpoint(method, None, 0, 0, 0, run_id))
     t_eval = time.perf_counter()
-    accs = {s: evaluate_split(method, eval_sets[s], setup.splits[s], setup.protocol, device, **eval_kw)
+    protocols = [setup.protocol, *setup.extra_protocols]
+    accs = {s: evaluate_split(method, eval_sets[s], setup.splits[s], protocols, device, **eval_kw)
             for s in ("val", "test")}
-    metrics = setup.protocol.summarize(accs["test"], accs["val"], policy=cfg.threshold_policy)
+    results = [p.summarize(accs["test"][i], accs["val"][i], policy=cfg.threshold_policy)
+               for i, p in enumerate(protocols)]
     eval_s = time.perf_counter() - t_eval
     if info.is_main:
         times = {"train_s": train_s, "eval_s": eval_s, "total_s": time.perf_counter() - t_start,
                  "train_images_per_s": train_images / train_s if train_s > 0 and train_images else None}
         write_json(run_dir / R.TIMES, times)
-        metrics.update(run_id=run_id, method=cfg.method, backbone=cfg.backbone, dataset=cfg.dataset, seed=cfg.seed,
-                       epochs=cfg.epochs, commit=R.git_commit(), n_train=len(setup.splits["train"]),
-                       n_val=len(setup.splits["val"]), n_test=len(setup.splits["test"]), world_size=info.world_size,
-                       skipped_bad_samples=setup.skipped)
-        write_json(run_dir / R.METRICS, metrics)
+        about = dict(run_id=run_id, method=cfg.method, backbone=cfg.backbone, dataset=cfg.dataset, seed=cfg.seed,
+                     epochs=cfg.epochs, commit=R.git_commit(), n_train=len(setup.splits["train"]),
+                     n_val=len(setup.splits["val"]), n_test=len(setup.splits["test"]), world_size=info.world_size,
+                     skipped_bad_samples=setup.skipped)
+        for protocol, metrics in zip(protocols[1:], results[1:]):
+            write_json(run_dir / f"eval-{protocol.name}.json", {**metrics, **about})
+        write_json(run_dir / R.METRICS, {**results[0], **about})  # last: marks the run complete
     D.barrier()
     return run_dir
 

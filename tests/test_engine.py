@@ -1,0 +1,143 @@
+"""The training engine end to end on a tiny synthetic set: every method trains, logs, evaluates;
+a run interrupted by Ctrl-C and resumed ends exactly where an uninterrupted run ends."""
+import json
+import math
+
+import pytest
+import torch
+
+from wsolbench.engine import rundir as R
+from wsolbench.engine.runconfig import RunConfig
+from wsolbench.engine.train import Interrupted, load_checkpoint, train_and_evaluate
+from wsolbench.registry import METHODS
+
+HEAD = {"head_width": 16}  # the ACoL head's paper width (1024) is needlessly slow for 4x4 maps
+
+
+@pytest.fixture(scope="session")
+def synth(tmp_path_factory):
+    from wsolbench.data.synthetic import generate
+
+    return generate(tmp_path_factory.mktemp("data") / "synth", classes=4, per_class=8, test_per_class=3, size=32)
+
+
+def tiny(synth, out, method, **kw):
+    settings = HEAD if "head_width" in {f for f in METHODS.get(method).obj.Config.__dataclass_fields__} else {}
+    base = dict(method=method, backbone="test_resnet", output_stride=8, dataset="synthetic", data_root=str(synth),
+                epochs=1, batch_size=8, lr=0.01, input_size=32, out=str(out), method_settings=dict(settings),
+                extra_protocols=["wsoleval"])
+    base.update(kw)
+    return RunConfig(**base)
+
+
+def read_jsonl(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_every_method_trains_logs_and_evaluates(synth, tmp_path):
+    from wsolbench.plugins import load_builtin
+
+    load_builtin()
+    methods = METHODS.names()
+    assert {"cam", "acol", "i2c-sc", "i2c", "i2c-bpgc", "center-box", "full-image"} <= set(methods)
+    for name in methods:
+        extra = {"loss_start_epoch": 0} if name.startswith("i2c") else {}
+        cfg = tiny(synth, tmp_path, name)
+        cfg.method_settings.update(extra)
+        run_dir = train_and_evaluate(cfg, show_progress=False)
+        files = {p.name for p in run_dir.iterdir()}
+        assert {R.CONFIG, R.ENV, R.CHECKPOINT, R.METRICS, R.TIMES, "eval-wsoleval.json"} <= files, (name, files)
+        metrics = json.loads((run_dir / R.METRICS).read_text())
+        assert metrics["run_id"] == cfg.run_id() and metrics["policy"] == "val" and metrics["protocol"] == "cub"
+        assert 0 <= metrics["gt_known_loc"] <= 100 and 0 <= metrics["threshold"] < 1
+        wsoleval = json.loads((run_dir / "eval-wsoleval.json").read_text())
+        assert 0 <= wsoleval["maxboxacc_v2"] <= 100 and 0 <= wsoleval["pxap"] <= 100
+        if METHODS.get(name).obj.needs_backbone:
+            steps = read_jsonl(run_dir / R.STEPS)
+            assert len(steps) == 3  # 4 classes x 8 images, 20 % held out for val -> 28 train images, batch 8
+            expected_terms = {"cls", "sc", "gc"} if name in ("i2c", "i2c-bpgc", "i2c-released") else None
+            for record in steps:
+                terms = {k for k in record if k not in ("epoch", "step", "global_step", "lr", "loss", "images_per_s")}
+                assert "cls" in terms and all(math.isfinite(record[k]) for k in terms | {"loss"})
+                assert record["loss"] == pytest.approx(sum(record[k] for k in terms), rel=1e-5)
+                if expected_terms:
+                    assert terms == expected_terms
+            if name in ("i2c", "i2c-bpgc"):
+                assert any(r["sc"] > 0 for r in steps) and any(r["gc"] > 0 for r in steps[1:])
+            assert 0 <= metrics["top1_cls"] <= 100 and 0 <= metrics["top1_loc"] <= metrics["gt_known_loc"] + 1e-9
+            assert len(read_jsonl(run_dir / R.EPOCHS)) == 1
+        else:
+            assert "top1_cls" not in metrics or metrics["top1_cls"] is None
+
+
+def _numbers(run_dir):
+    metrics = json.loads((run_dir / R.METRICS).read_text())
+    return {k: v for k, v in metrics.items() if k not in ("commit",)}
+
+
+def test_resume_after_ctrl_c_equals_uninterrupted_run(synth, tmp_path, monkeypatch):
+    settings = {**HEAD, "loss_start_epoch": 0}
+    straight = train_and_evaluate(tiny(synth, tmp_path / "a", "i2c", epochs=2, method_settings=settings),
+                                  show_progress=False)
+
+    # Ctrl-C while the 5th training batch is being loaded (epoch 2, after one step of it)
+    from wsolbench.data import loading
+
+    calls = {"n": 0}
+    original = loading.ImageDataset.__getitem__
+
+    def interrupting(self, i):
+        if self.transform.__class__.__name__ == "TrainTransform":
+            calls["n"] += 1
+            if calls["n"] == 4 * 8 + 1:
+                raise KeyboardInterrupt
+        return original(self, i)
+
+    monkeypatch.setattr(loading.ImageDataset, "__getitem__", interrupting)
+    cfg = tiny(synth, tmp_path / "b", "i2c", epochs=2, method_settings=settings)
+    with pytest.raises(Interrupted) as info:
+        train_and_evaluate(cfg, show_progress=False)
+    run_dir = info.value.run_dir
+    assert not (run_dir / R.METRICS).exists()
+    ckpt = load_checkpoint(run_dir / R.CHECKPOINT)
+    assert (ckpt["epoch"], ckpt["batches_done"], ckpt["global_step"]) == (1, 1, 4)
+    monkeypatch.setattr(loading.ImageDataset, "__getitem__", original)
+
+    resumed = train_and_evaluate(cfg, resume=run_dir, show_progress=False)
+    assert _numbers(resumed) == _numbers(straight)
+    a, b = load_checkpoint(straight / R.CHECKPOINT)["model"], load_checkpoint(resumed / R.CHECKPOINT)["model"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert [r["global_step"] for r in read_jsonl(resumed / R.STEPS)] == list(range(1, 7))
+    losses = lambda d: [r["loss"] for r in read_jsonl(d / R.STEPS)]  # noqa: E731
+    assert losses(resumed) == losses(straight)
+
+
+def test_checkpoint_is_data_not_code(tmp_path):
+    import pickle
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("code ran",))
+
+    bad = tmp_path / "checkpoint.pt"
+    bad.write_bytes(pickle.dumps({"model": Evil()}))
+    from wsolbench.errors import WsolbenchError
+
+    with pytest.raises(WsolbenchError, match="not a loadable checkpoint"):
+        load_checkpoint(bad)
+
+
+def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
+    from wsolbench.engine.atomic import atomic_write, write_json
+
+    target = tmp_path / "metrics.json"
+    write_json(target, {"ok": 1})
+
+    def explode(f):
+        f.write('{"half": ')
+        raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError):
+        atomic_write(target, explode)
+    assert json.loads(target.read_text()) == {"ok": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]  # no temp file left behind
