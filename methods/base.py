@@ -34,7 +34,7 @@ class MethodConfig:
 
 @dataclass
 class MethodOutput:
-    logits: torch.Tensor  # B x C class scores
+    logits: torch.Tensor | None  # B x C class scores (None for map-free baselines)
     cams: torch.Tensor | None  # B x C x h x w class maps (None for map-free baselines)
     features: torch.Tensor | None = None  # B x D x h x w backbone feature map
     losses: dict[str, torch.Tensor] = field(default_factory=dict)  # weighted terms; the loss is their sum

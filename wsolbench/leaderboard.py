@@ -24,35 +24,58 @@ TIDY_COLUMNS = ["dataset", "protocol", "method", "backbone", "config", "seed", "
                 "epochs", *[m for m, _ in MEASURES], "maxboxacc", "top5_cls", "pxap", "commit", "run_id"]
 
 
+def _read_metrics(path: Path, run_id: str, problems: list[str]) -> dict | None:
+    try:
+        metrics = json.loads(path.read_text())
+    except FileNotFoundError:
+        problems.append(f"{path.parent}: no {path.name} (unfinished or interrupted run), left out")
+        return None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        problems.append(f"{path.parent}: unreadable JSON in {path.name} ({exc}), left out")
+        return None
+    if not isinstance(metrics, dict) or metrics.get("run_id") != run_id:
+        problems.append(f"{path.parent}: {path.name} does not belong to this run's config, left out")
+        return None
+    return metrics
+
+
 def collect_runs(runs_dir: Path) -> tuple[pd.DataFrame, list[str]]:
-    """The tidy table (one row per complete run) and one problem line per folder left out."""
+    """The tidy table (one row per complete run and protocol) and one problem line per file left out.
+
+    A run's ``metrics.json`` (its own protocol) marks it complete; its ``eval-PROTOCOL.json`` files (extra
+    protocols scored from the same maps, or ``wsolbench eval``) add rows under their protocols.
+    """
     rows, problems = [], []
     for config_path in sorted(Path(runs_dir).rglob(R.CONFIG)):
         run_dir = config_path.parent
         try:
             config = json.loads(config_path.read_text())
-            metrics = json.loads((run_dir / R.METRICS).read_text())
-        except FileNotFoundError:
-            problems.append(f"{run_dir}: no {R.METRICS} (unfinished or interrupted run), left out")
+            run_id = config["run_id"]
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
+            problems.append(f"{run_dir}: unreadable {R.CONFIG} ({exc}), left out")
             continue
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            problems.append(f"{run_dir}: unreadable JSON ({exc}), left out")
-            continue
-        if not isinstance(metrics, dict) or metrics.get("run_id") != config.get("run_id"):
-            problems.append(f"{run_dir}: {R.METRICS} does not belong to this run's config, left out")
+        primary = _read_metrics(run_dir / R.METRICS, run_id, problems)
+        if primary is None:
             continue
         identity = {k: v for k, v in config.items() if k not in ("seed", "run_id", "out", "num_workers")}
-        row = {
-            "dataset": config["dataset"], "protocol": metrics.get("protocol"), "method": config["method"],
-            "backbone": config["backbone"], "seed": config["seed"], "policy": metrics.get("policy"),
-            "threshold": metrics.get("threshold"), "box_rule": metrics.get("box_rule"), "epochs": config.get("epochs"),
-            "commit": metrics.get("commit"), "run_id": config["run_id"],
-            # runs that differ only in seed share a config id, and are averaged together
-            "config": hashlib.sha1(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:8],
-        }
-        for key in [m for m, _ in MEASURES] + ["maxboxacc", "top5_cls", "pxap"]:
-            row[key] = metrics.get(key)
-        rows.append(row)
+        config_id = hashlib.sha1(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:8]
+        all_metrics = [primary]
+        for extra in sorted(run_dir.glob("eval-*.json")):
+            metrics = _read_metrics(extra, run_id, problems)
+            same = metrics and (metrics.get("protocol"), metrics.get("policy")) == (primary.get("protocol"), primary.get("policy"))
+            if metrics is not None and not same:
+                all_metrics.append(metrics)
+        for metrics in all_metrics:
+            row = {
+                "dataset": config["dataset"], "protocol": metrics.get("protocol"), "method": config["method"],
+                "backbone": config["backbone"], "seed": config["seed"], "policy": metrics.get("policy"),
+                "threshold": metrics.get("threshold"), "box_rule": metrics.get("box_rule"),
+                "epochs": config.get("epochs"), "commit": metrics.get("commit"), "run_id": run_id,
+                "config": config_id,  # runs that differ only in seed share it, and are averaged together
+            }
+            for key in [m for m, _ in MEASURES] + ["maxboxacc", "top5_cls", "pxap"]:
+                row[key] = metrics.get(key)
+            rows.append(row)
     df = pd.DataFrame(rows, columns=TIDY_COLUMNS)
     return df.sort_values(["dataset", "protocol", "method", "backbone", "config", "seed"], kind="stable",
                           ignore_index=True), problems

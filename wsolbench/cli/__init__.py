@@ -53,10 +53,32 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     return (WsolbenchError, PluginError, RegistryError)
 
 
+VARIADIC_OPTIONS = ("--seeds",)  # options taking several values after one flag: --seeds 0 1 2
+
+
+def expand_variadic(argv: list[str]) -> list[str]:
+    """``--seeds 0 1 2`` -> ``--seeds 0 --seeds 1 --seeds 2`` (click options take one value per flag)."""
+    out, i = [], 0
+    while i < len(argv):
+        out.append(argv[i])
+        if argv[i] in VARIADIC_OPTIONS:
+            j = i + 1
+            while j < len(argv) and not argv[j].startswith("-"):
+                if j > i + 1:
+                    out.append(argv[i])
+                out.append(argv[j])
+                j += 1
+            i = j
+            continue
+        i += 1
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry: user errors print one line on stderr and exit 2."""
     from wsolbench.cli import commands  # noqa: F401 - registers the commands on app
 
+    argv = expand_variadic(list(sys.argv[1:] if argv is None else argv))
     try:
         app(args=argv, standalone_mode=True)
     except _user_errors() as exc:

@@ -23,9 +23,21 @@ class GridResult:
 
 
 def expand(base: RunConfig, methods, backbones, datasets, seeds) -> list[RunConfig]:
-    combos = itertools.product(datasets or [base.dataset], backbones or [base.backbone], methods or [base.method],
+    """The product of the lists; each method gets the ``--set`` keys its config has (a key no method has is an error)."""
+    from wsolbench.plugins import load_builtin
+    from wsolbench.registry import METHODS
+
+    load_builtin()
+    methods = methods or [base.method]
+    fields = {m: {f.name for f in dataclasses.fields(METHODS.get(m).obj.Config)} for m in methods}
+    unused = set(base.method_settings) - set().union(*fields.values())
+    if unused:
+        raise WsolbenchError(f"--set {', '.join(sorted(unused))}: no setting of {', '.join(methods)} has that name")
+    combos = itertools.product(datasets or [base.dataset], backbones or [base.backbone], methods,
                                seeds if seeds else [base.seed])
-    return [dataclasses.replace(base, dataset=d, backbone=b, method=m, seed=s) for d, b, m, s in combos]
+    return [dataclasses.replace(base, dataset=d, backbone=b, method=m, seed=s,
+                                method_settings={k: v for k, v in base.method_settings.items() if k in fields[m]})
+            for d, b, m, s in combos]
 
 
 def run_grid(configs: list[RunConfig], console, show_progress=True, train=None) -> list[GridResult]:

@@ -1,0 +1,62 @@
+"""ACoL-simplified (Zhang et al., CVPR 2018, without the erasing branch): the head I2C builds on.
+
+Head (DESIGN.md section 4): dropout -> conv3x3(D, width) + ReLU -> dropout -> conv3x3(width,
+width) + ReLU -> dropout -> conv1x1(width, C). The logits are the global average of the C class
+maps and the map of class y is channel y. Dropout is element-wise, p = 0.5; ``head_width``
+defaults to the paper's 1024 (tests use small widths).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from wsolbench.errors import WsolbenchError
+from wsolbench.methods.base import Method, MethodConfig, MethodOutput, register_method
+
+
+@dataclass
+class ACoLConfig(MethodConfig):
+    head_width: int = 1024
+    dropout: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.head_width < 1:
+            raise WsolbenchError(f"head_width must be a positive integer, not {self.head_width}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise WsolbenchError(f"dropout must be in [0, 1), not {self.dropout}")
+
+
+class ACoLHead(nn.Sequential):
+    """Feature map B x D x h x w -> class maps B x C x h x w (same grid)."""
+
+    def __init__(self, in_channels: int, num_classes: int, width: int = 1024, dropout: float = 0.5):
+        super().__init__(
+            nn.Dropout(dropout),
+            nn.Conv2d(in_channels, width, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
+            nn.Conv2d(width, width, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
+            nn.Conv2d(width, num_classes, 1),
+        )
+
+
+@register_method("acol", description="ACoL-simplified: three-conv class-map head, no erasing branch")
+class ACoL(Method):
+    Config = ACoLConfig
+
+    def __init__(self, backbone: nn.Module, num_classes: int, **config):
+        super().__init__(backbone, num_classes, **config)
+        self.head = ACoLHead(backbone.out_channels, num_classes, self.cfg.head_width, self.cfg.dropout)
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> MethodOutput:
+        features = self.backbone(images)
+        cams = self.head(features)
+        out = MethodOutput(logits=cams.mean(dim=(2, 3)), cams=cams, features=features)
+        if self.training and labels is not None:
+            out.losses["cls"] = F.cross_entropy(out.logits, labels)
+        return out
