@@ -1,0 +1,330 @@
+"""Pictures of a finished run: maps, boxes and threshold curves, drawn exactly as the protocol scores them.
+
+    run = load_run(RUN_DIR)                        # config.json + metrics.json + checkpoint.pt -> the model
+    indices = pick_images(len(run.samples("test")), n=16, seed=0)
+    tiles = make_tiles(run, "test", indices)       # map, ground truth and predicted box per image
+    save_png(grid_figure(run, "test", tiles), path)
+    save_png(curves_figure(run.metrics, run.label), path)
+
+Every tile is in the protocol's scoring space: the original image for ``cub``/``ilsvrc``, the image resized
+to 224x224 for ``wsoleval``. The map is the protocol's own (resized, min-max normalised) map of the TRUE
+class; the red box(es) are the protocol's boxes at the run's chosen threshold (``metrics.json``
+``threshold``: the GT-known / IoU 0.5 one), in the protocol's box convention, so the IoU in a tile's title
+is the one the run was scored with (the best over predicted boxes and ground-truth boxes).
+Drawing uses matplotlib's Agg canvas directly (no pyplot, no screen, no global backend switch).
+"""
+from __future__ import annotations
+
+import dataclasses
+import io
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from wsolbench.engine import rundir as R
+from wsolbench.errors import WsolbenchError
+
+TILE_INCHES = (2.4, 2.7)  # width, height of one image tile (its two-line title included)
+HEADER_INCHES = 0.6  # room for the figure's title above the tiles
+CURVES_INCHES = (6.4, 4.2)
+DPI = 100
+MAP_ALPHA = 0.45
+MAP_CMAP = "jet"
+GT_COLOR, PRED_COLOR = "lime", "red"
+POLICY_WORDS = {
+    "val": "chosen on val (held out)",
+    "test-optimal": "optimal on test (the old papers' practice: optimistic)",
+    "fixed": "fixed in advance",
+}
+
+
+@dataclass
+class LoadedRun:
+    """A finished run rebuilt from its folder: the engine's Setup with the trained weights loaded."""
+
+    run_dir: Path
+    config: dict  # config.json
+    metrics: dict  # metrics.json
+    setup: object  # wsolbench.engine.train.Setup
+    input_size: int  # what the network saw at test time
+
+    @property
+    def protocol(self):
+        return self.setup.protocol
+
+    @property
+    def threshold(self) -> float:
+        return float(self.metrics["threshold"])
+
+    @property
+    def label(self) -> str:
+        c = self.config
+        return f"{c.get('method')} / {c.get('backbone')} / seed {c.get('seed')}"
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.setup.dataset.class_names)
+
+    def samples(self, split: str) -> list:
+        check_split(split)
+        return list(self.setup.splits[split])
+
+
+def check_split(split: str) -> str:
+    if split not in ("train", "val", "test"):
+        raise WsolbenchError(f"--split {split}: unknown split (use test, val or train)")
+    return split
+
+
+def read_finished_run(run_dir: str | Path) -> tuple[dict, dict]:
+    """(config.json, metrics.json) of a complete run; a missing folder/file or an unfinished run is an error."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise WsolbenchError(f"{run_dir}: no such run folder")
+    config = R.read_json(run_dir / R.CONFIG)
+    metrics_path = run_dir / R.METRICS
+    if not metrics_path.is_file():
+        raise WsolbenchError(f"{metrics_path}: missing, the run is unfinished "
+                             f"(continue it with: wsolbench run --resume {run_dir})")
+    metrics = R.read_json(metrics_path)
+    if metrics.get("run_id") != config.get("run_id"):
+        raise WsolbenchError(f"{metrics_path}: belongs to run {metrics.get('run_id')}, not {config.get('run_id')} "
+                             f"(an unfinished rerun?)")
+    for key in ("protocol", "threshold", "curves"):
+        if key not in metrics:
+            raise WsolbenchError(f"{metrics_path}: no '{key}' entry")
+    return config, metrics
+
+
+def load_run(run_dir: str | Path, device: str = "auto", log=lambda *a, **k: None) -> LoadedRun:
+    """Rebuild a finished run's method, dataset and protocol with the engine and load its checkpoint."""
+    from wsolbench.engine.distributed import DistInfo
+    from wsolbench.engine.runconfig import RunConfig
+    from wsolbench.engine.train import build, load_checkpoint, resolve_device
+
+    run_dir = Path(run_dir)
+    config, metrics = read_finished_run(run_dir)
+    cfg = RunConfig.from_dict(config)
+    # the protocol metrics.json was scored with; extra protocols are not drawn
+    cfg = dataclasses.replace(cfg, device=device, protocol=metrics["protocol"], extra_protocols=[])
+    setup = build(cfg, resolve_device(device), DistInfo(), log=log)
+    if metrics.get("box_rule", setup.protocol.box_rule) != setup.protocol.box_rule:
+        raise WsolbenchError(f"{run_dir / R.METRICS}: box rule {metrics['box_rule']} differs from protocol "
+                             f"{setup.protocol.name}'s ({setup.protocol.box_rule})")
+    ckpt = load_checkpoint(run_dir / R.CHECKPOINT)
+    try:
+        setup.method.load_state_dict(ckpt["model"])
+    except (RuntimeError, KeyError) as exc:
+        raise WsolbenchError(f"{run_dir / R.CHECKPOINT}: does not fit {cfg.method}/{cfg.backbone} "
+                             f"({str(exc).splitlines()[0]})") from None
+    return LoadedRun(run_dir, config, metrics, setup, int(config.get("input_size") or setup.input_size))
+
+
+def pick_images(count: int, n: int, seed: int) -> list[int]:
+    """``n`` distinct indices out of ``count`` (all when fewer), the same for the same seed, sorted."""
+    if n < 1:
+        raise WsolbenchError(f"--n must be at least 1, got {n}")
+    if count == 0:
+        raise WsolbenchError("the split holds no image")
+    chosen = np.random.default_rng(seed).choice(count, size=min(n, count), replace=False)
+    return sorted(int(i) for i in chosen)
+
+
+def predicted_boxes(protocol, raw_map: np.ndarray, height: int, width: int, threshold: float) -> np.ndarray:
+    """The boxes ``protocol`` scores for ``raw_map`` at ``threshold``: (K, 4), scoring space, its box convention."""
+    from wsolbench.protocols.level_boxes import threshold_boxes
+    from wsolbench.protocols.scoremaps import to_uint8
+
+    u8 = to_uint8(protocol.prepare_map(raw_map, height, width))
+    levels = threshold_boxes(u8, np.array([threshold], np.float64), protocol.multi_contour)
+    return np.array(protocol.boxes_in_convention(levels.at_threshold(0), *u8.shape))
+
+
+@dataclass
+class Tile:
+    """One image as the protocol sees it, ready to draw."""
+
+    image_id: str
+    image: np.ndarray  # RGB uint8 in the scoring space
+    heat: np.ndarray  # the true class's normalised map, same size
+    gt: np.ndarray  # (G, 4) ground-truth boxes, scoring space
+    pred: np.ndarray  # (K, 4) the protocol's boxes at the run's threshold
+    iou: float  # best IoU of a predicted box with a ground-truth box
+    label: int
+    predicted: int | None  # top-1 class; None for map-only baselines
+
+
+def make_tile(protocol, sample, raw_map: np.ndarray, predicted: int | None, threshold: float) -> Tile:
+    from wsolbench.data.loading import load_image
+    from wsolbench.protocols.box_scores import iou_inclusive
+
+    height, width = sample.size
+    heat = protocol.prepare_map(raw_map, height, width)
+    gt = protocol.check_boxes(sample.boxes, height, width, sample.image_id)
+    pred = predicted_boxes(protocol, raw_map, height, width, threshold)
+    image = load_image(sample.path)
+    if image.shape[:2] != heat.shape:  # wsoleval: the benchmark scores on the image resized to 224x224
+        image = cv2.resize(image, (heat.shape[1], heat.shape[0]), interpolation=cv2.INTER_AREA)
+    iou = float(iou_inclusive(pred, gt).max())
+    return Tile(sample.image_id, image, heat, gt, pred, iou, sample.label, predicted)
+
+
+def make_tiles(run: LoadedRun, split: str, indices: list[int]) -> list[Tile]:
+    """Run the trained method over ``indices`` of ``split`` (as the engine evaluates) and build their tiles."""
+    from wsolbench.data.loading import ImageDataset, test_transform
+    from wsolbench.engine.evaluate import make_loader, predict
+
+    samples = run.samples(split)
+    cfg = run.setup.cfg
+    dataset = ImageDataset(samples, test_transform(run.input_size))
+    loader = make_loader(dataset, list(indices), max(cfg.batch_size, 1), 0)
+    tiles: dict[int, Tile] = {}
+    for maps, top, _, positions in predict(run.setup.method, loader, run.setup.device, cfg.amp, cfg.channels_last):
+        for k, i in enumerate(positions.tolist()):
+            predicted = int(top[k, 0]) if top is not None else None
+            tiles[i] = make_tile(run.protocol, samples[i], maps[k], predicted, run.threshold)
+    return [tiles[i] for i in indices]
+
+
+# --- drawing -------------------------------------------------------------------------------------------
+
+def _figure(width: float, height: float):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _name(names: list[str], label: int | None) -> str:
+    if label is None:
+        return "-"
+    return names[label] if 0 <= label < len(names) else str(label)
+
+
+def _box_patch(box, color: str, **style):
+    from matplotlib.patches import Rectangle
+
+    x0, y0, x1, y1 = (float(v) for v in box)  # inclusive pixels: the box covers whole pixel cells
+    # not clipped: a box along the image border stays fully visible
+    return Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0 + 1, y1 - y0 + 1, fill=False, edgecolor=color, clip_on=False,
+                     **{"linewidth": 1.5, **style})
+
+
+def draw_tile(ax, tile: Tile, names: list[str]) -> None:
+    from wsolbench.protocols.box_scores import iou_inclusive
+
+    h, w = tile.heat.shape
+    ax.imshow(tile.image, interpolation="nearest")
+    ax.imshow(tile.heat, cmap=MAP_CMAP, alpha=MAP_ALPHA, vmin=0.0, vmax=1.0, interpolation="nearest")
+    for box in tile.gt:
+        ax.add_patch(_box_patch(box, GT_COLOR))
+    # all-regions rule: the box that scores (best IoU) solid, the other regions' boxes thin and dashed
+    best = int(iou_inclusive(tile.pred, tile.gt).max(axis=1).argmax()) if len(tile.pred) else -1
+    for k, box in enumerate(tile.pred):
+        style = {} if k == best else {"linewidth": 0.8, "linestyle": "--"}
+        ax.add_patch(_box_patch(box, PRED_COLOR, **style))
+    ax.set_xlim(-0.5, w - 0.5)
+    ax.set_ylim(h - 0.5, -0.5)
+    ax.set_axis_off()
+    right = tile.predicted is None or tile.predicted == tile.label
+    ax.set_title(f"{tile.image_id}  true {_name(names, tile.label)}\npred {_name(names, tile.predicted)}  "
+                 f"IoU {tile.iou:.2f}", fontsize=7, color="black" if right else "firebrick")
+
+
+def grid_shape(n: int) -> tuple[int, int]:
+    """(rows, cols) of a near-square grid of ``n`` tiles."""
+    cols = max(1, math.ceil(math.sqrt(n)))
+    return math.ceil(n / cols), cols
+
+
+def _caption(run: LoadedRun) -> str:
+    m = run.metrics
+    return (f"protocol {m['protocol']}, {m.get('box_rule', run.protocol.box_rule)} box, threshold {run.threshold:g} "
+            f"({POLICY_WORDS.get(m.get('policy'), m.get('policy'))})\n"
+            f"map of the true class; green: ground truth, red: predicted box")
+
+
+def grid_figure(run: LoadedRun, split: str, tiles: list[Tile]):
+    rows, cols = grid_shape(len(tiles))
+    fig = _figure(cols * TILE_INCHES[0], rows * TILE_INCHES[1] + HEADER_INCHES)
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for ax in axes.ravel()[len(tiles):]:
+        ax.set_axis_off()
+    for ax, tile in zip(axes.ravel(), tiles):
+        draw_tile(ax, tile, run.class_names)
+    fig.suptitle(f"{run.label}, {run.config.get('dataset')} {split}: GT-known Loc "
+                 f"{run.metrics.get('gt_known_loc', float('nan')):.1f}\n{_caption(run)}", fontsize=8, wrap=True)
+    return fig
+
+
+def compare_figure(runs: tuple[LoadedRun, LoadedRun], split: str, tiles: tuple[list[Tile], list[Tile]]):
+    """One column per run (its label on top), one row per image."""
+    rows = len(tiles[0])
+    fig = _figure(2 * TILE_INCHES[0], rows * TILE_INCHES[1] + HEADER_INCHES)
+    for sub, run, column in zip(fig.subfigures(1, 2), runs, tiles):
+        axes = sub.subplots(rows, 1, squeeze=False)[:, 0]
+        for ax, tile in zip(axes, column):
+            draw_tile(ax, tile, run.class_names)
+        m = run.metrics
+        sub.suptitle(f"{run.label}\n{run.run_dir.name}\n{m['protocol']}, t = {run.threshold:g} ({m.get('policy')}), "
+                     f"GT-known {m.get('gt_known_loc', float('nan')):.1f}", fontsize=7)
+    return fig
+
+
+def check_curves(metrics: dict, where: str) -> tuple[list[float], dict[str, list[float]]]:
+    """(thresholds, {split: GT-known Loc per threshold}) from metrics' "curves"; malformed is an error."""
+    curves = metrics.get("curves")
+    if not isinstance(curves, dict) or not isinstance(curves.get("gt_known_loc"), dict):
+        raise WsolbenchError(f"{where}: 'curves' must hold 'thresholds' and 'gt_known_loc' {{split: [...]}}")
+    thresholds = curves.get("thresholds") or []
+    per_split = {s: v for s, v in curves["gt_known_loc"].items() if s in ("val", "test")}
+    if "test" not in per_split:
+        raise WsolbenchError(f"{where}: 'curves' has no test curve")
+    for split, values in per_split.items():
+        if not isinstance(values, list) or len(values) != len(thresholds):
+            raise WsolbenchError(f"{where}: the {split} curve has {len(values) if isinstance(values, list) else '?'} "
+                                 f"values for {len(thresholds)} thresholds")
+    return thresholds, per_split
+
+
+def curves_figure(metrics: dict, title: str, where: str = R.METRICS):
+    """GT-known Loc (IoU 0.5) against the threshold, val and test, with the chosen threshold marked."""
+    thresholds, per_split = check_curves(metrics, where)
+    chosen = float(metrics["threshold"])
+    fig = _figure(*CURVES_INCHES)
+    ax = fig.subplots()
+    styles = {"val": dict(color="tab:blue", linestyle="--"), "test": dict(color="tab:orange")}
+    for split in ("val", "test"):
+        if split in per_split:
+            ax.plot(thresholds, per_split[split], label=split, linewidth=1.5, **styles[split])
+    policy = POLICY_WORDS.get(metrics.get("policy"), str(metrics.get("policy")))
+    ax.axvline(chosen, color="black", linewidth=1, linestyle=":", label=f"t = {chosen:g}, {policy}")
+    if "gt_known_loc" in metrics:
+        ax.plot([chosen], [metrics["gt_known_loc"]], "o", color="tab:orange")
+        ax.annotate(f"test {metrics['gt_known_loc']:.1f}", (chosen, metrics["gt_known_loc"]),
+                    textcoords="offset points", xytext=(6, 6), fontsize=8)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 100)
+    ax.set_xlabel("threshold on the min-max normalised map")
+    ax.set_ylabel("GT-known Loc (%, IoU 0.5)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper right")
+    per_iou = metrics.get("thresholds_per_iou")  # wsoleval's MaxBoxAccV2 picks one threshold per IoU level
+    extra = ("\nMaxBoxAccV2 thresholds: " + ", ".join(f"IoU {k}: {v:g}" for k, v in per_iou.items())) if per_iou else ""
+    ax.set_title(f"{title}\nprotocol {metrics.get('protocol')}, {metrics.get('box_rule', '?')} box{extra}", fontsize=9)
+    return fig
+
+
+def save_png(fig, path: str | Path) -> Path:
+    """Render ``fig`` to PNG in memory, then write it atomically."""
+    from wsolbench.engine.atomic import write_bytes
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI)
+    write_bytes(path, buf.getvalue())
+    return Path(path)
