@@ -46,6 +46,7 @@ def run_command(
     plugin: PluginOption = None,
 ):
     """Train and evaluate method x backbone x dataset x seed; complete runs are skipped."""
+    from wsolbench.engine.defaults import run_defaults
     from wsolbench.engine.grid import expand, run_grid
     from wsolbench.engine.runconfig import RunConfig, parse_settings
     from wsolbench.engine.rundir import CONFIG, read_json
@@ -60,14 +61,21 @@ def run_command(
             _print_metrics(console, resume)
             return
         main_job = not (method or backbone or dataset)
-        base = RunConfig(out=str(out), device=device, amp=amp, channels_last=channels_last, num_workers=workers,
-                         skip_bad=skip_bad, method_settings=parse_settings(settings))
-        base = dataclasses.replace(base, **_dataset_defaults(dataset[0] if dataset else base.dataset))
         given = dict(data_root=str(data_root) if data_root else None, epochs=epochs, batch_size=batch_size, lr=lr,
                      protocol=protocol, threshold_policy=policy, input_size=input_size, pretrained=pretrained,
                      output_stride=output_stride)
-        base = dataclasses.replace(base, **{k: v for k, v in given.items() if v is not None})
-        configs = expand(base, method or (MAIN_JOB_METHODS if main_job else None), backbone, dataset, seeds)
+        configs = []
+        for name in dataset or [RunConfig.dataset]:
+            # per dataset: its defaults, then the options given; its method settings apply where a
+            # method has them, --set wins over them
+            defaults = run_defaults(name)
+            user_settings = parse_settings(settings)
+            method_settings = {**defaults.pop("method_settings", {}), **user_settings}
+            base = RunConfig(dataset=name, out=str(out), device=device, amp=amp, channels_last=channels_last,
+                             num_workers=workers, skip_bad=skip_bad, **defaults, method_settings=method_settings)
+            base = dataclasses.replace(base, **{k: v for k, v in given.items() if v is not None})
+            configs += expand(base, method or (MAIN_JOB_METHODS if main_job else None), backbone, [name], seeds,
+                              default_settings=set(method_settings) - set(user_settings))
         results = run_grid(configs, console, show_progress=not no_progress)
     except Interrupted as exc:
         console.print(f"[yellow]{exc}[/]")
@@ -82,12 +90,6 @@ def run_command(
                 console.print(p.read_text())
     if any(r.status == "failed" for r in results):
         raise typer.Exit(1)
-
-
-def _dataset_defaults(dataset: str) -> dict:
-    from wsolbench.engine.defaults import run_defaults
-
-    return run_defaults(dataset)
 
 
 def _print_summary(console, results) -> None:

@@ -22,7 +22,7 @@ class GridResult:
     seconds: float = 0.0
 
 
-def expand(base: RunConfig, methods, backbones, datasets, seeds) -> list[RunConfig]:
+def expand(base: RunConfig, methods, backbones, datasets, seeds, default_settings=None) -> list[RunConfig]:
     """The product of the lists; each method gets the ``--set`` keys its config has (a key no method has is an error)."""
     from wsolbench.plugins import load_builtin
     from wsolbench.registry import METHODS
@@ -30,7 +30,7 @@ def expand(base: RunConfig, methods, backbones, datasets, seeds) -> list[RunConf
     load_builtin()
     methods = methods or [base.method]
     fields = {m: {f.name for f in dataclasses.fields(METHODS.get(m).obj.Config)} for m in methods}
-    unused = set(base.method_settings) - set().union(*fields.values())
+    unused = set(base.method_settings) - set().union(*fields.values()) - set(default_settings or ())
     if unused:
         raise WsolbenchError(f"--set {', '.join(sorted(unused))}: no setting of {', '.join(methods)} has that name")
     combos = itertools.product(datasets or [base.dataset], backbones or [base.backbone], methods,
