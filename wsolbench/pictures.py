@@ -103,7 +103,8 @@ def load_run(run_dir: str | Path, device: str = "auto", log=lambda *a, **k: None
     """Rebuild a finished run's method, dataset and protocol with the engine and load its checkpoint."""
     from wsolbench.engine.distributed import DistInfo
     from wsolbench.engine.runconfig import RunConfig
-    from wsolbench.engine.train import build, load_checkpoint, resolve_device
+    from wsolbench.engine.reeval import load_weights
+    from wsolbench.engine.train import build, resolve_device
 
     run_dir = Path(run_dir)
     config, metrics = read_finished_run(run_dir)
@@ -114,12 +115,7 @@ def load_run(run_dir: str | Path, device: str = "auto", log=lambda *a, **k: None
     if metrics.get("box_rule", setup.protocol.box_rule) != setup.protocol.box_rule:
         raise WsolbenchError(f"{run_dir / R.METRICS}: box rule {metrics['box_rule']} differs from protocol "
                              f"{setup.protocol.name}'s ({setup.protocol.box_rule})")
-    ckpt = load_checkpoint(run_dir / R.CHECKPOINT)
-    try:
-        setup.method.load_state_dict(ckpt["model"])
-    except (RuntimeError, KeyError) as exc:
-        raise WsolbenchError(f"{run_dir / R.CHECKPOINT}: does not fit {cfg.method}/{cfg.backbone} "
-                             f"({str(exc).splitlines()[0]})") from None
+    load_weights(setup.method, run_dir, cfg)
     return LoadedRun(run_dir, config, metrics, setup, int(config.get("input_size") or setup.input_size))
 
 

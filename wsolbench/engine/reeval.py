@@ -14,6 +14,16 @@ from wsolbench.engine.train import build, load_checkpoint, resolve_device
 from wsolbench.errors import WsolbenchError
 
 
+def load_weights(method, run_dir: Path, cfg: RunConfig) -> None:
+    """Load a run's last checkpoint into ``method`` (one error line when it does not fit)."""
+    ckpt = load_checkpoint(Path(run_dir) / R.CHECKPOINT)
+    try:
+        method.load_state_dict(ckpt["model"])
+    except (RuntimeError, KeyError) as exc:
+        raise WsolbenchError(f"{Path(run_dir) / R.CHECKPOINT}: does not fit {cfg.method}/{cfg.backbone} "
+                             f"({str(exc).splitlines()[0]})") from None
+
+
 def reevaluate(run_dir: Path, protocol: str | None = None, policy: str | None = None, save_maps: bool = False,
                device: str = "auto") -> str:
     """Returns the name of the metrics file written in ``run_dir``."""
@@ -27,12 +37,7 @@ def reevaluate(run_dir: Path, protocol: str | None = None, policy: str | None = 
     dev = resolve_device(cfg.device)
     info = D.init(dev)
     setup = build(cfg, dev, info)
-    ckpt = load_checkpoint(run_dir / R.CHECKPOINT)
-    try:
-        setup.method.load_state_dict(ckpt["model"])
-    except (RuntimeError, KeyError) as exc:
-        raise WsolbenchError(f"{run_dir / R.CHECKPOINT}: does not fit {cfg.method}/{cfg.backbone} "
-                             f"({str(exc).splitlines()[0]})") from None
+    load_weights(setup.method, run_dir, cfg)
     # the network sees what it saw in training; only the scoring protocol changes
     input_size = saved.get("input_size", setup.input_size)
     accs, collected = {}, {}
