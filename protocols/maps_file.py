@@ -3,7 +3,8 @@
 Keys: ``maps`` N x h x w float (the true class's map, any resolution, covering the whole image),
 ``image_sizes`` N x 2 (height, width), ``boxes`` N x B x 4 (x0 y0 x1 y1, original pixels, inclusive; rows of
 -1 pad), optional ``masks`` N x h x w uint8 (1 object, 0 background, 255 ignored), ``labels`` N,
-``top5`` N x 5 (predicted classes, best first) and ``top5_maps`` N x 5 x h x w.
+``top5`` N x 5 (predicted classes, best first), ``top5_maps`` N x 5 x h x w, and ``image_ids`` N strings
+(which image each row is; informational, as ``wsolbench eval --save-maps`` writes it).
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from wsolbench.errors import WsolbenchError
 from wsolbench.protocols.box_scores import box_problem
 
 REQUIRED = ("maps", "image_sizes", "boxes")
-OPTIONAL = ("masks", "labels", "top5", "top5_maps")
+OPTIONAL = ("masks", "labels", "top5", "top5_maps", "image_ids")
 
 
 def load_maps_file(path: str | Path) -> dict[str, np.ndarray]:
@@ -88,6 +89,8 @@ def check_arrays(data: dict[str, np.ndarray], where: str) -> None:
         finite = np.isfinite(t5.reshape(n, -1)).all(axis=1)
         if not finite.all():
             fail(f"'top5_maps'[{int(np.flatnonzero(~finite)[0])}] holds NaN or infinity")
+    if "image_ids" in data and (data["image_ids"].shape != (n,) or data["image_ids"].dtype.kind not in "US"):
+        fail(f"'image_ids' must be {n} strings, got shape {data['image_ids'].shape} of {data['image_ids'].dtype}")
     unknown = sorted(set(data) - set(REQUIRED) - set(OPTIONAL))
     if unknown:
         fail(f"unknown key(s) {', '.join(unknown)} (allowed: {', '.join(REQUIRED + OPTIONAL)})")

@@ -141,3 +141,26 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
         atomic_write(target, explode)
     assert json.loads(target.read_text()) == {"ok": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]  # no temp file left behind
+
+
+def test_eval_save_maps_rescore_without_the_model_gives_the_same_numbers(synth, tmp_path, run_cli):
+    run_dir = train_and_evaluate(tiny(synth, tmp_path, "acol"), show_progress=False)
+    code, out, err = run_cli("eval", run_dir, "--save-maps")
+    assert code == 0, out + err
+    again = json.loads((run_dir / "eval-cub.json").read_text())
+    first = json.loads((run_dir / R.METRICS).read_text())
+    for key in ("top1_loc", "top5_loc", "gt_known_loc", "top1_cls", "threshold"):
+        assert again[key] == first[key], key  # re-evaluating the checkpoint reproduces the run's numbers
+
+    # the saved maps, scored by `wsolbench score` under the same protocol and policy, without the model
+    code, out, err = run_cli("score", run_dir / "maps-test.npz", "--val", run_dir / "maps-val.npz",
+                             "--protocol", "cub", "--policy", "val", "--json")
+    assert code == 0, out + err
+    scored = json.loads(out)
+    for key in ("top1_loc", "top5_loc", "gt_known_loc", "top1_cls", "threshold"):
+        assert scored[key] == pytest.approx(first[key]), key
+    # and under another protocol, from the same files
+    code, out, err = run_cli("score", run_dir / "maps-test.npz", "--val", run_dir / "maps-val.npz",
+                             "--protocol", "wsoleval", "--json")
+    wsoleval = json.loads((run_dir / "eval-wsoleval.json").read_text())
+    assert code == 0 and json.loads(out)["maxboxacc_v2"] == pytest.approx(wsoleval["maxboxacc_v2"])

@@ -63,6 +63,8 @@ class Registry:
         return name in self._entries
 
     def get(self, name: str) -> Entry:
+        if name not in self._entries:
+            _load_builtin()  # the built-in plugins and installed entry points, imported on first need
         try:
             return self._entries[name]
         except KeyError:
@@ -79,11 +81,18 @@ class Registry:
 
     def names(self, pattern: str | None = None) -> list[str]:
         """Registered names, sorted, filtered by a shell-style wildcard pattern."""
+        _load_builtin()
         names = sorted(self._entries)
         return [n for n in names if pattern is None or fnmatch.fnmatchcase(n, pattern)]
 
     def entries(self, pattern: str | None = None) -> list[Entry]:
         return [self._entries[n] for n in self.names(pattern)]
+
+
+def _load_builtin() -> None:
+    from wsolbench.plugins import load_builtin
+
+    load_builtin()
 
 
 def _first_line(doc: str | None) -> str:
@@ -99,21 +108,12 @@ REGISTRIES = {"methods": METHODS, "backbones": BACKBONES, "datasets": DATASETS, 
 
 
 def list_methods(pattern: str | None = None) -> list[str]:
-    from wsolbench.plugins import load_builtin
-
-    load_builtin()
     return METHODS.names(pattern)
 
 
 def list_datasets(pattern: str | None = None) -> list[str]:
-    from wsolbench.plugins import load_builtin
-
-    load_builtin()
     return DATASETS.names(pattern)
 
 
 def list_protocols(pattern: str | None = None) -> list[str]:
-    from wsolbench.plugins import load_builtin
-
-    load_builtin()
     return PROTOCOLS.names(pattern)
