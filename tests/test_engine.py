@@ -164,3 +164,14 @@ def test_eval_save_maps_rescore_without_the_model_gives_the_same_numbers(synth, 
                              "--protocol", "wsoleval", "--json")
     wsoleval = json.loads((run_dir / "eval-wsoleval.json").read_text())
     assert code == 0 and json.loads(out)["maxboxacc_v2"] == pytest.approx(wsoleval["maxboxacc_v2"])
+
+
+def test_cli_resume_continues_the_run_in_its_folder(synth, tmp_path, run_cli):
+    """`wsolbench run --resume RUN_DIR` rebuilds the run from config.json alone and finishes it."""
+    cfg = tiny(synth, tmp_path, "cam", epochs=2, input_size=None, protocol=None)  # resolved from the dataset
+    run_dir = train_and_evaluate(cfg, show_progress=False)
+    complete = _numbers(run_dir)
+    (run_dir / R.METRICS).unlink()  # as if it had been stopped before its final evaluation
+    code, out, err = run_cli("run", "--resume", run_dir, "--no-progress")
+    assert code == 0, out + err
+    assert _numbers(run_dir) == complete

@@ -116,7 +116,7 @@ def load_run(run_dir: str | Path, device: str = "auto", log=lambda *a, **k: None
         raise WsolbenchError(f"{run_dir / R.METRICS}: box rule {metrics['box_rule']} differs from protocol "
                              f"{setup.protocol.name}'s ({setup.protocol.box_rule})")
     load_weights(setup.method, run_dir, cfg)
-    return LoadedRun(run_dir, config, metrics, setup, int(config.get("input_size") or setup.input_size))
+    return LoadedRun(run_dir, config, metrics, setup, int(config.get("resolved_input_size") or setup.input_size))
 
 
 def pick_images(count: int, n: int, seed: int) -> list[int]:

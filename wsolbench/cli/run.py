@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -53,7 +54,8 @@ def run_command(
     from wsolbench.engine.train import Interrupted, train_and_evaluate
 
     load_plugins(plugin)
-    console = Console()
+    is_main = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 speaks and writes
+    console = Console(quiet=not is_main)
     try:
         if resume is not None:
             cfg = RunConfig.from_dict(read_json(resume / CONFIG))
@@ -81,7 +83,7 @@ def run_command(
         console.print(f"[yellow]{exc}[/]")
         raise typer.Exit(130)
     _print_summary(console, results)
-    if main_job:
+    if main_job and is_main:
         from wsolbench.leaderboard import write_leaderboards
 
         paths = write_leaderboards(out, leaderboard_out, console=console)

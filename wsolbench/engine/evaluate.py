@@ -43,20 +43,9 @@ def predict(method, loader, device, amp=False, channels_last=False):
 
 
 def make_loader(dataset, indices, batch_size, num_workers):
+    """Batches of ``dataset[i]`` for ``i`` in ``indices``; each item carries its own dataset index."""
     subset = torch.utils.data.Subset(dataset, indices)
-    return torch.utils.data.DataLoader(
-        subset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-        collate_fn=_collate_with_positions(indices),
-    )
-
-
-def _collate_with_positions(indices):
-    """Default collate, but report the dataset index (the Subset hands out its own positions)."""
-    def collate(items):
-        images, labels, positions = torch.utils.data.default_collate(items)
-        return images, labels, torch.as_tensor([indices[int(p)] for p in positions])
-
-    return collate
+    return torch.utils.data.DataLoader(subset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
 
 
 def evaluate_split(method, dataset, samples, protocols, device, *, batch_size=32, num_workers=0,
@@ -64,11 +53,13 @@ def evaluate_split(method, dataset, samples, protocols, device, *, batch_size=32
     """Accumulate each protocol's counters over ``samples`` (this rank's shard), synced across ranks.
 
     One forward pass feeds every protocol in ``protocols`` (a protocol or a list; the result matches).
-    ``collect``: an optional list that receives per-batch arrays for ``--save-maps``.
+    ``collect``: an optional list that receives per-batch arrays for ``--save-maps`` (under torch.distributed
+    rank 0 receives every rank's batches, in rank order, and the other ranks none).
     """
     from wsolbench.data.loading import load_mask
 
     single = not isinstance(protocols, (list, tuple))
+    first_collected = len(collect) if collect is not None else 0
     accs = [p.accumulator() for p in ([protocols] if single else protocols)]
     shard = D.shard(len(samples), info)
     loader = make_loader(dataset, shard, batch_size, num_workers) if shard else []
@@ -88,6 +79,9 @@ def evaluate_split(method, dataset, samples, protocols, device, *, batch_size=32
                                 top5=top, top5_maps=top_maps, masks=masks, indices=idx))
     for acc in accs:
         acc.sync()  # every rank calls this, shard or not: it is a collective
+    if collect is not None and info.enabled:  # rank 0 gets every rank's batches (it writes them), the others none
+        parts = D.gather_object(collect[first_collected:])
+        collect[first_collected:] = [batch for part in parts for batch in part] if info.is_main else []
     return accs[0] if single else accs
 
 

@@ -32,14 +32,14 @@ def reevaluate(run_dir: Path, protocol: str | None = None, policy: str | None = 
     run_dir = Path(run_dir)
     saved = R.read_json(run_dir / R.CONFIG)
     cfg = RunConfig.from_dict(saved)
-    cfg = dataclasses.replace(cfg, device=device, protocol=protocol or saved.get("protocol"),
+    cfg = dataclasses.replace(cfg, device=device, protocol=protocol or saved.get("resolved_protocol"),
                               threshold_policy=policy or cfg.threshold_policy)
     dev = resolve_device(cfg.device)
     info = D.init(dev)
     setup = build(cfg, dev, info)
     load_weights(setup.method, run_dir, cfg)
     # the network sees what it saw in training; only the scoring protocol changes
-    input_size = saved.get("input_size", setup.input_size)
+    input_size = saved.get("resolved_input_size") or setup.input_size
     accs, collected = {}, {}
     for split in ("val", "test"):
         samples = setup.splits[split]
@@ -55,4 +55,5 @@ def reevaluate(run_dir: Path, protocol: str | None = None, policy: str | None = 
     name = f"eval-{setup.protocol.name}.json"
     if info.is_main:
         write_json(run_dir / name, metrics)
+    D.barrier()  # under torchrun every rank returns only once rank 0 has written the file
     return name

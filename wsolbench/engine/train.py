@@ -8,6 +8,7 @@ Ctrl-C into a saved checkpoint.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import time
@@ -116,7 +117,7 @@ def _set_lr(optimizer, cfg: RunConfig, step: int, total: int) -> float:
     return cfg.lr * factor
 
 
-def _checkpoint(method, optimizer, epoch, batches_done, global_step, run_id, scaler=None) -> dict:
+def _checkpoint(method, optimizer, epoch, batches_done, global_step, run_id, scaler=None, rng_ranks=None) -> dict:
     ckpt = {
         "model": method.state_dict(),
         "optimizer": optimizer.state_dict() if optimizer is not None else {},
@@ -125,9 +126,31 @@ def _checkpoint(method, optimizer, epoch, batches_done, global_step, run_id, sca
     }
     if torch.cuda.is_available():
         ckpt["rng_cuda"] = torch.cuda.get_rng_state_all()
+    if rng_ranks is not None:  # every rank's generator (they differ: dropout, seed draws); list index = rank
+        ckpt["rng_ranks"] = rng_ranks
     if scaler is not None:
         ckpt["scaler"] = scaler.state_dict()
     return ckpt
+
+
+def _rng_state(device: torch.device) -> dict:
+    state = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _restore_rng(ckpt: dict, info: D.DistInfo, device: torch.device) -> None:
+    ranks = ckpt.get("rng_ranks")
+    if ranks is not None and len(ranks) == info.world_size:
+        torch.set_rng_state(ranks[info.rank]["cpu"])
+        if "cuda" in ranks[info.rank] and device.type == "cuda":
+            torch.cuda.set_rng_state(ranks[info.rank]["cuda"], device)
+        return
+    # a checkpoint from Ctrl-C (rank 0's generator only) or from another number of processes
+    torch.set_rng_state(ckpt["rng_cpu"])
+    if "rng_cuda" in ckpt and torch.cuda.is_available() and not info.enabled:
+        torch.cuda.set_rng_state_all(ckpt["rng_cuda"])
 
 
 def load_checkpoint(path: Path) -> dict:
@@ -161,26 +184,41 @@ def _append_jsonl(path: Path, record: dict) -> None:
 
 
 def train_and_evaluate(cfg: RunConfig, resume: Path | None = None, console=None, show_progress: bool = True) -> Path:
-    """Run ``cfg`` (or continue the run in ``resume``); returns the run folder."""
-    from rich.console import Console
+    """Run ``cfg`` (or continue the run in ``resume``); returns the run folder.
 
-    console = console or Console()
+    Under torchrun an error on any rank ends that process (see ``distributed.end_job_on_error``).
+    """
     device = resolve_device(cfg.device)
     info = D.init(device)
     if device.type == "cuda" and info.enabled:
         device = torch.device("cuda", info.local_rank)
-        torch.cuda.set_device(device)
+    with D.end_job_on_error(info, keep=(Interrupted,)):
+        return _train_and_evaluate(cfg, resume, console, show_progress, device, info)
+
+
+def _train_and_evaluate(cfg: RunConfig, resume: Path | None, console, show_progress: bool, device: torch.device,
+                        info: D.DistInfo) -> Path:
+    from rich.console import Console
+
+    console = console or Console()
     log = console.print if info.is_main else (lambda *a, **k: None)
 
     run_id = cfg.run_id()
+    # a grid decides per process whether a run is complete or resumable; the ranks must agree, and
+    # rank 0 (the one that writes the run folder) decides whether to resume
+    D.check_same(run_id, "the run to train")
+    resume = D.broadcast_object(resume)
     run_dir = Path(resume) if resume else Path(cfg.out) / cfg.dataset / run_id
     t_start = time.perf_counter()
     setup = build(cfg, device, info, log=log)
+    D.check_same(_fingerprint(setup.splits), "the samples of each split")  # e.g. nodes with different copies
     method = setup.method
     if info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         resolved = {**cfg.to_dict(), "run_id": run_id, "world_size": info.world_size,
-                    "input_size": setup.input_size, "protocol": setup.protocol.name,
+                    # what the defaults resolved to, under their own keys: the RunConfig fields stay as given,
+                    # so RunConfig.from_dict(config.json) has the same run id (what --resume relies on)
+                    "resolved_input_size": setup.input_size, "resolved_protocol": setup.protocol.name,
                     "method_config": dataclasses.asdict(method.cfg), "batch_shape": method.batch_shape,
                     "batch_per_process": cfg.batch_size // info.world_size, "skipped_bad_samples": setup.skipped}
         if not resume:
@@ -200,7 +238,8 @@ def train_and_evaluate(cfg: RunConfig, resume: Path | None = None, console=None,
 
     start_epoch, start_batch, global_step = 0, 0, 0
     if resume:
-        ckpt = load_checkpoint(run_dir / R.CHECKPOINT)
+        # rank 0 reads, every rank gets it: the run folder need not be visible to other nodes
+        ckpt = D.broadcast_object(load_checkpoint(run_dir / R.CHECKPOINT) if info.is_main else None)
         if ckpt.get("run_id") != run_id:
             raise WsolbenchError(f"{run_dir / R.CHECKPOINT}: belongs to run {ckpt.get('run_id')}, not {run_id}")
         method.load_state_dict(ckpt["model"])
@@ -209,9 +248,7 @@ def train_and_evaluate(cfg: RunConfig, resume: Path | None = None, console=None,
         if scaler is not None and "scaler" in ckpt:
             scaler.load_state_dict(ckpt["scaler"])
         start_epoch, start_batch, global_step = ckpt["epoch"], ckpt["batches_done"], ckpt["global_step"]
-        torch.set_rng_state(ckpt["rng_cpu"])
-        if "rng_cuda" in ckpt and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(ckpt["rng_cuda"])
+        _restore_rng(ckpt, info, device)
         if info.is_main:
             _trim_jsonl(run_dir / R.STEPS, lambda r: r.get("global_step", 0) <= global_step)
             _trim_jsonl(run_dir / R.EPOCHS, lambda r: r.get("epoch", 0) < start_epoch)
@@ -222,11 +259,7 @@ def train_and_evaluate(cfg: RunConfig, resume: Path | None = None, console=None,
             for name in (R.STEPS, R.EPOCHS, R.METRICS):
                 (run_dir / name).unlink(missing_ok=True)
 
-    model = method
-    if info.enabled and trainable:
-        model = torch.nn.parallel.DistributedDataParallel(
-            method, device_ids=[device.index] if device.type == "cuda" else None, broadcast_buffers=False
-        )
+    model = D.wrap(method, device) if info.enabled and trainable else method
 
     from wsolbench.data.loading import ImageDataset, test_transform, train_transform
 
@@ -237,7 +270,8 @@ def train_and_evaluate(cfg: RunConfig, resume: Path | None = None, console=None,
     if trainable and steps_per_epoch == 0:
         raise WsolbenchError(f"dataset {cfg.dataset} train split is too small for one batch of {cfg.batch_size}")
     total_steps = epochs * steps_per_epoch
-    eval_kw = dict(batch_size=max(cfg.batch_size // info.world_size, 1), num_workers=cfg.num_workers, amp=cfg.amp,
+    # per process the same evaluation batch as `wsolbench eval` (maps can depend on the batch size in the last bits)
+    eval_kw = dict(batch_size=max(cfg.batch_size, 1), num_workers=cfg.num_workers, amp=cfg.amp,
                    channels_last=cfg.channels_last, info=info)
     t_train = time.perf_counter()
     train_images = 0
@@ -297,6 +331,8 @@ def train_and_evaluate(cfg: RunConfig, resume: Path | None = None, console=None,
                     if info.is_main:
                         _append_jsonl(run_dir / R.STEPS, record)
                         progress.advance(record)
+            D.average_batchnorm_stats(method)  # one model on every rank: evaluated, checkpointed
+            sums, n_seen, correct = _sum_over_ranks(sums, n_seen, correct)
             epoch_record = {"epoch": epoch, "seconds": time.perf_counter() - t_epoch,
                             **{f"train_{k}": v / max(n_seen, 1) for k, v in sums.items()},
                             "train_top1_cls": 100.0 * correct / max(n_seen, 1)}
@@ -304,10 +340,11 @@ def train_and_evaluate(cfg: RunConfig, resume: Path | None = None, console=None,
                                      want_masks=False, **eval_kw)
             val = setup.protocol.summarize(val_acc, None, policy="test-optimal")
             epoch_record["val"] = {k: v for k, v in val.items() if k != "curves"}
+            rng_ranks = D.all_gather_object(_rng_state(device))  # after the val loader drew its seed
             if info.is_main:
                 _append_jsonl(run_dir / R.EPOCHS, epoch_record)
                 save_torch(run_dir / R.CHECKPOINT,
-                           _checkpoint(method, optimizer, epoch + 1, 0, global_step, run_id, scaler))
+                           _checkpoint(method, optimizer, epoch + 1, 0, global_step, run_id, scaler, rng_ranks))
                 log(_epoch_line(epoch_record))
             start_batch = 0
     except KeyboardInterrupt:
@@ -338,6 +375,18 @@ def train_and_evaluate(cfg: RunConfig, resume: Path | None = None, console=None,
         write_json(run_dir / R.METRICS, {**results[0], **about})  # last: marks the run complete
     D.barrier()
     return run_dir
+
+
+def _fingerprint(splits: dict) -> dict:
+    return {split: (len(samples), hashlib.sha1("\n".join(s.image_id for s in samples).encode()).hexdigest()[:12])
+            for split, samples in splits.items()}
+
+
+def _sum_over_ranks(sums: dict, n_seen: int, correct: int) -> tuple[dict, int, int]:
+    """The epoch's loss sums and counts over every rank's images (as given without a process group)."""
+    keys = sorted(sums)
+    totals = D.all_reduce_sum_(torch.tensor([n_seen, correct, *(sums[k] for k in keys)], dtype=torch.float64))
+    return dict(zip(keys, totals[2:].tolist())), int(totals[0]), int(totals[1])
 
 
 def _epoch_line(record: dict) -> str:
