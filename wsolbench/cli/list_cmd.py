@@ -1,6 +1,7 @@
 """``wsolbench list methods|backbones|datasets|protocols [PATTERN]``."""
 from __future__ import annotations
 
+import dataclasses
 from enum import Enum
 from typing import Annotated, Optional
 
@@ -18,9 +19,18 @@ class Kind(str, Enum):
     protocols = "protocols"
 
 
-def _defaults_text(entry) -> str:
-    """The keyword arguments the registration sets (what makes a variant differ)."""
-    return ", ".join(f"{k}={v}" for k, v in entry.defaults.items())
+def _defaults_text(entry, limit: int = 6) -> str:
+    """What makes a variant (the registration's keyword arguments), else the typed config's own defaults."""
+    items = dict(entry.defaults)
+    config = getattr(entry.obj, "Config", None)
+    if not items and dataclasses.is_dataclass(config):
+        fields = [f for f in dataclasses.fields(config) if f.default is not dataclasses.MISSING]
+        base = {f.name for f in dataclasses.fields(config.__mro__[1])} if dataclasses.is_dataclass(config.__mro__[1]) else set()
+        own = [f for f in fields if f.name not in base] or fields
+        items = {f.name: f.default for f in own[:limit]}
+        if len(own) > limit:
+            items["..."] = f"{len(own) - limit} more"
+    return ", ".join(f"{k}={v}" if k != "..." else f"(+{v})" for k, v in items.items())
 
 
 @app.command("list")
