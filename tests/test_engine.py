@@ -175,3 +175,24 @@ def test_cli_resume_continues_the_run_in_its_folder(synth, tmp_path, run_cli):
     code, out, err = run_cli("run", "--resume", run_dir, "--no-progress")
     assert code == 0, out + err
     assert _numbers(run_dir) == complete
+
+
+def test_run_on_bad_data_stops_before_training_or_skips_when_asked(synth, tmp_path, run_cli):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(synth, data)
+    first_train = next(line.split()[1] for line in (data / "images.txt").read_text().splitlines())
+    (data / "images" / first_train).write_bytes(b"\xff\xd8\xff not a jpeg")
+    args = ["run", "-m", "cam", "-b", "test_resnet", "-d", "synthetic", "--data-root", data, "--epochs", "1",
+            "--batch-size", "8", "--input-size", "32", "--out", tmp_path / "runs", "--no-progress"]
+    code, out, err = run_cli(*args)
+    assert code == 1 and "Traceback" not in out + err
+    assert first_train in out.replace("\n", "") and "failed" in out
+    assert not list((tmp_path / "runs").rglob("steps.jsonl"))  # no training step ran
+
+    code, out, err = run_cli(*args, "--skip-bad")
+    assert code == 0, out + err
+    assert "skipped 1 bad samples" in out.replace("\n", " ")
+    (metrics,) = (tmp_path / "runs").rglob("metrics.json")
+    assert json.loads(metrics.read_text())["skipped_bad_samples"] == 1
