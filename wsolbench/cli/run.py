@@ -88,8 +88,8 @@ def run_command(
 
         paths = write_leaderboards(out, leaderboard_out, console=console)
         for p in paths:
-            if p.suffix == ".md":
-                console.print(p.read_text())
+            if p.suffix == ".md":  # as written: markdown tables must not be re-wrapped to the terminal width
+                console.print(p.read_text(), soft_wrap=True, markup=False, highlight=False)
     if any(r.status == "failed" for r in results):
         raise typer.Exit(1)
 
