@@ -40,7 +40,7 @@ def run_command(
     device: Annotated[str, _opt("auto | cpu | cuda | cuda:N.", "--device")] = "auto",
     amp: Annotated[bool, _opt("Mixed precision (CUDA: float16, CPU: bfloat16).", "--amp")] = False,
     channels_last: Annotated[bool, _opt("channels_last memory format.", "--channels-last")] = False,
-    workers: Annotated[int, _opt("Data loader worker processes.", "--workers")] = 0,
+    workers: Annotated[Optional[int], _opt("Data loader worker processes (default: cores - 1 on CUDA, 0 on CPU).", "--workers")] = None,
     skip_bad: Annotated[bool, _opt("Skip bad samples (reported) instead of stopping.", "--skip-bad")] = False,
     no_progress: Annotated[bool, _opt("No progress bars.", "--no-progress")] = False,
     leaderboard_out: Annotated[Path, _opt("Where the main job writes its leaderboard.", "--leaderboard-out")] = Path("leaderboards"),

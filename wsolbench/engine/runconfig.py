@@ -44,7 +44,7 @@ class RunConfig:
     amp: bool = False
     channels_last: bool = False
     skip_bad: bool = False
-    num_workers: int = 0
+    num_workers: int | None = None  # None: on CUDA default_num_workers() (cores - 1, at most 8); on CPU 0
     out: str = "runs"
 
     def to_dict(self) -> dict:

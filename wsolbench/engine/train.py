@@ -110,6 +110,16 @@ def _batch_sampler(setup: Setup):
     return RandomBatchSampler(len(labels), cfg.batch_size, seed=cfg.seed, rank=info.rank, world_size=info.world_size)
 
 
+def _workers(cfg: RunConfig, device: torch.device) -> int:
+    """Loader processes: as asked; else on a GPU all cores but one, on the CPU none (in-process loading of
+    the benchmark's images is tens of times faster than CPU training, and a worker would steal its core)."""
+    from wsolbench.data.loading import default_num_workers
+
+    if cfg.num_workers is not None:
+        return cfg.num_workers
+    return default_num_workers() if device.type == "cuda" else 0
+
+
 def _set_lr(optimizer, cfg: RunConfig, step: int, total: int) -> float:
     factor = 1.0 if cfg.lr_schedule == "constant" else 0.5 * (1 + math.cos(math.pi * min(step, total) / max(total, 1)))
     for group in optimizer.param_groups:
@@ -271,7 +281,8 @@ def _train_and_evaluate(cfg: RunConfig, resume: Path | None, console, show_progr
         raise WsolbenchError(f"dataset {cfg.dataset} train split is too small for one batch of {cfg.batch_size}")
     total_steps = epochs * steps_per_epoch
     # per process the same evaluation batch as `wsolbench eval` (maps can depend on the batch size in the last bits)
-    eval_kw = dict(batch_size=max(cfg.batch_size, 1), num_workers=cfg.num_workers, amp=cfg.amp,
+    workers = _workers(cfg, device)
+    eval_kw = dict(batch_size=max(cfg.batch_size, 1), num_workers=workers, amp=cfg.amp,
                    channels_last=cfg.channels_last, info=info)
     t_train = time.perf_counter()
     train_images = 0
@@ -285,7 +296,7 @@ def _train_and_evaluate(cfg: RunConfig, resume: Path | None, console, show_progr
             batches = list(sampler)[start_batch if epoch == start_epoch else 0:]
             # its own generator: a loader drawing its worker seed from the global RNG would shift the
             # model's random stream, and a resumed run would diverge from an uninterrupted one
-            loader = torch.utils.data.DataLoader(train_set, batch_sampler=batches, num_workers=cfg.num_workers,
+            loader = torch.utils.data.DataLoader(train_set, batch_sampler=batches, num_workers=workers,
                                                  pin_memory=device.type == "cuda",
                                                  generator=torch.Generator().manual_seed(cfg.seed + epoch))
             sums, n_seen, correct = {}, 0, 0
