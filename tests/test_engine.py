@@ -112,6 +112,7 @@ def test_resume_after_ctrl_c_equals_uninterrupted_run(synth, tmp_path, monkeypat
     assert losses(resumed) == losses(straight)
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")  # the test's own hand-made pickle
 def test_checkpoint_is_data_not_code(tmp_path):
     import pickle
 
