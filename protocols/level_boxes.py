@@ -1,4 +1,4 @@
-"""Boxes of a uint8 score map at every threshold in one pass: the fast path of box evaluation.
+"""Boxes of a uint8 score map at every threshold: the fast path of box evaluation.
 
 ``threshold_boxes(u8, thresholds, multi_contour)`` returns, for every threshold t, exactly the boxes that
 the straightforward rule gives (``benchmarks/reference_boxes.py``, checked equal in the tests): foreground
@@ -6,30 +6,54 @@ the straightforward rule gives (``benchmarks/reference_boxes.py``, checked equal
 foreground components and the borders of their 4-connected holes); the largest-region rule keeps the
 contour of largest ``cv2.contourArea`` (the first on ties); each box is the contour's bounding rectangle.
 
-How. The foreground depends only on the smallest map value above the cut, so thresholds collapse to at most
-256 nested foregrounds ("levels"), scanned from the highest value down. For all levels at once, cheaply:
-the Euler number E = components - holes (2x2 "bit quad" patterns, via histograms), the regional maxima
-(where components are born) and minima (where holes vanish), and the bounding box of the whole foreground.
-Going one level down, C <= C' + births and H >= max(0, H' - deaths); when E equals the bound, C and H are
-exact and no components merged. Only levels failing that check run OpenCV's contour search.
-- one component (with no hole, or any holes under the largest rule): the foreground's box;
-- several hole-free components over a run of levels without merges: one labelling of the run's lowest
-  level gives every component's box at every level of the run (prefix maxima of its rows and columns) and
-  its contour area (hole-free 8-connected region: full 2x2 windows + half of the three-pixel ones);
-- anything else (hole borders under the all-regions rule, area ties, short runs): the contour search.
+How. Thresholds collapse to distinct cuts ("levels"), nested foregrounds scanned from the highest down.
+Every component holds a regional maximum and every hole an interior regional minimum (both found once per
+map, in O(pixels)), so most levels are certified without tracing a contour (``_level_boxes_kernels``):
+- all maxima above the level known to be connected: one component, its box is the foreground's extent.
+  Maxima are known connected at levels up to the lowest value on the straight pixel line between them,
+  or from a contour search that found their cell to be one component (then at every lower level too);
+- else the foreground is cut by empty rows and columns (O(1) range maxima) into cells that hold whole
+  components; a cell whose maxima are known connected is one component and its box is the cell;
+- all-regions rule: no hole where no interior minimum below the level lies strictly inside a cell, not
+  counting a minimum with a straight row or column path below the level to the border;
+- largest rule, several cells: the winner is certified by counts of 2x2 windows (full windows are unit
+  squares inside an outer contour; a box of w x h bounds every contour in it by (w - 1)(h - 1)).
+A level that fails runs OpenCV's contour search on the foreground's extent, which is then its answer.
+In "auto" mode, noisy maps (more than ``MAX_MAXIMA`` maxima) are searched level by level, and so is the rest
+of a map once most of its levels have needed a search.
 
 Boxes are inclusive pixel extents (x0, y0, x1, y1); a level without foreground has one row (0, 0, -1, -1).
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
+
 NO_REGION = (0, 0, -1, -1)
 _K3 = np.ones((3, 3), np.uint8)
 _CROSS = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
+MAX_CELLS = 64  # cells per level the certified scan keeps; beyond, the level is searched
+MAX_MAXIMA = 64  # "auto": a noisier map (many merges, each a search) is searched level by level
+LINKED_NEIGHBOURS = 8  # each maximum is tried for a straight connection to this many nearest ones
+GIVE_UP_SEARCHES = 16  # "auto": once this many levels and over half of those scanned needed a search, search on
+MAX_TABLE_BYTES = 64 << 20  # range-max tables above this (huge maps): the levels needing them are searched
+
+
+_kernels = None
+
+
+def _compiled():
+    """The compiled loops (``_level_boxes_kernels``), imported on first use: importing numba takes a second."""
+    global _kernels
+    if _kernels is None:
+        from wsolbench.protocols import _level_boxes_kernels
+
+        _kernels = _level_boxes_kernels
+    return _kernels
 
 
 @dataclass
@@ -50,155 +74,106 @@ def threshold_cuts(u8: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
     return (np.asarray(thresholds, np.float64) * float(u8.max())).astype(np.int64)
 
 
-def _hist(a: np.ndarray) -> np.ndarray:
-    return cv2.calcHist([np.ascontiguousarray(a)], [0], None, [256], [0, 256]).ravel().astype(np.int64)
-
-
-def _count_ge(a: np.ndarray) -> np.ndarray:
-    """n[v] = number of entries >= v, for v in 0..256."""
-    return np.concatenate([np.cumsum(_hist(a)[::-1])[::-1], [0]])
-
-
-def euler_numbers(u8: np.ndarray):
-    """E[v] = (8-connected components) - (4-connected holes) of the mask ``u8 >= v``, for v in 0..256.
-
-    Gray's bit-quad formula E = (n1 - n3 - 2 nd) / 4 over the 2x2 windows of the zero-padded mask
-    (n1: windows with one foreground pixel, n3: three, nd: two on a diagonal). A window's pattern at level v
-    depends on its sorted values v1 <= v2 <= v3 <= v4 only, so each count over all v is a difference of
-    histograms. Also returns v1 and v2 of every window (padded grid), for contour areas.
-    """
-    p = cv2.copyMakeBorder(u8, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
-    a, b, c, d = p[:-1, :-1], p[:-1, 1:], p[1:, :-1], p[1:, 1:]
-    lo_ab, hi_ab = cv2.min(a, b), cv2.max(a, b)
-    lo_cd, hi_cd = cv2.min(c, d), cv2.max(c, d)
-    v1, v4 = cv2.min(lo_ab, lo_cd), cv2.max(hi_ab, hi_cd)
-    mid_lo, mid_hi = cv2.max(lo_ab, lo_cd), cv2.min(hi_ab, hi_cd)
-    v2 = cv2.min(mid_lo, mid_hi)
-    # n1 - n3 = #(v3 < v <= v4) - #(v1 < v <= v2) = ge(v4) - ge(v3) - ge(v2) + ge(v1); every pixel sits in
-    # four windows, so ge(v1) + ge(v2) + ge(v3) + ge(v4) = 4 ge(u8) for v >= 1
-    ge_u = _count_ge(u8)
-    n1_n3 = 2 * (_count_ge(v4) + _count_ge(v1)) - 4 * ge_u
-    # one diagonal pair >= v > the other pair: max(other pair) < v <= min(pair); at most one pair can be it
-    min_ad, max_ad = cv2.min(a, d), cv2.max(a, d)
-    min_bc, max_bc = cv2.min(b, c), cv2.max(b, c)
-    top = cv2.max(min_ad, min_bc)
-    nd = _count_ge(top) - _count_ge(cv2.min(cv2.min(max_ad, max_bc), top))
-    euler = (n1_n3 - 2 * nd) // 4
-    euler[0] = 1  # the whole image
-    return euler, v1, v2
-
-
-def regional_maxima_values(u8: np.ndarray, connectivity: int = 8, closed_border: bool = False) -> np.ndarray:
-    """The value of every regional maximum: a flat zone (8- or 4-connected), > 0, with no higher neighbour.
-
-    ``closed_border``: the outside of the image counts as higher (no zone touching the border qualifies).
-    """
-    kernel = _K3 if connectivity == 8 else _CROSS
-    # 255 where no neighbour is higher (and the value is > 0); OpenCV ops: several times numpy's speed here
-    top = cv2.bitwise_and(cv2.compare(u8, cv2.dilate(u8, kernel), cv2.CMP_EQ), cv2.compare(u8, 0, cv2.CMP_GT))
-    if closed_border:
-        top[0, :] = top[-1, :] = top[:, 0] = top[:, -1] = 0
-    n, labels = cv2.connectedComponents(top, connectivity=connectivity, ltype=cv2.CV_32S)
-    if n == 1:
-        return np.zeros(0, np.int64)
-    # a zone of `top` pixels is a regional maximum unless an equal-valued neighbour lies outside `top`
-    outside = cv2.bitwise_and(u8, cv2.bitwise_not(top))
-    spoiled = cv2.bitwise_and(cv2.compare(cv2.dilate(outside, kernel), u8, cv2.CMP_EQ), top)
-    idx = np.flatnonzero(top)
-    lab = labels.ravel()[idx]
-    values = np.zeros(n, np.int64)
-    values[lab] = u8.ravel()[idx]
-    bad = np.zeros(n, bool)
-    bad[lab[spoiled.ravel()[idx] > 0]] = True
-    keep = ~bad
-    keep[0] = False
-    return values[keep]
-
-
-def _first_ge(prefix_max: np.ndarray, values: np.ndarray) -> np.ndarray:
-    return np.searchsorted(prefix_max, values, side="left")
-
-
-def _extents(u8: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """Bounding box (x0, y0, x1, y1) of ``u8 >= v`` for each v (meaningless where the mask is empty)."""
+def _candidates(u8: np.ndarray, neighbourhood: np.ndarray, above_zero: bool):
+    """Pixels equal to their neighbourhood's max (or min), as a zero-padded mask and its uint64 words."""
     h, w = u8.shape
-    rows, cols = u8.max(axis=1), u8.max(axis=0)
-    out = np.empty((len(values), 4), np.int64)
-    out[:, 0] = _first_ge(np.maximum.accumulate(cols), values)
-    out[:, 1] = _first_ge(np.maximum.accumulate(rows), values)
-    out[:, 2] = w - 1 - _first_ge(np.maximum.accumulate(cols[::-1]), values)
-    out[:, 3] = h - 1 - _first_ge(np.maximum.accumulate(rows[::-1]), values)
-    return out
+    mask = np.zeros((h, (w + 7) // 8 * 8), np.uint8)
+    cv2.compare(u8, neighbourhood, cv2.CMP_EQ, dst=mask[:, :w])
+    if above_zero:
+        cv2.min(mask[:, :w], u8, dst=mask[:, :w])  # 255 -> the value: 0 stays out
+    return mask, mask.view(np.uint64)
 
 
-def _count_at_least(values: np.ndarray, levels: np.ndarray) -> np.ndarray:
-    """For each level v: how many of ``values`` are >= v."""
-    return len(values) - np.searchsorted(np.sort(values), levels, side="left")
+def regional_maxima(u8: np.ndarray) -> np.ndarray:
+    """(K, 3) rows (value, y, x): one pixel of every regional maximum (8-connected flat zone > 0 with no
+    higher neighbour), highest first."""
+    mask, words = _candidates(u8, cv2.dilate(u8, _K3), True)
+    _compiled().drop_climbing(u8, mask)  # most of the flat terraces: no maximum there
+    zones = _compiled().extremum_zones(u8, mask, words, True, False)
+    return zones[np.argsort(-zones[:, 0], kind="stable")]
 
 
-def _level_contours(u8: np.ndarray, value: int, extent: np.ndarray, multi_contour: bool, count: bool = True):
-    """The contour search at one level, on the foreground's bounding box (same contours, same order).
+def interior_minima(u8: np.ndarray) -> np.ndarray:
+    """(K, 3) rows (value, y, x): one pixel of every regional minimum (4-connected flat zone with no lower
+    4-neighbour) not touching the image border that could lie in a hole, lowest first (a superset of those:
+    the hole-free certificate only needs every hole's lowest zone to be listed)."""
+    mask, words = _candidates(u8, cv2.erode(u8, _CROSS), False)
+    _compiled().drop_escaping(u8, mask)  # most of a map's flat background: no hole can hold it
+    zones = _compiled().extremum_zones(u8, mask, words, False, True)
+    return zones[np.argsort(zones[:, 0], kind="stable")]
 
-    Returns (boxes, components, holes), the counts only when ``count`` (else -1); outer contours and
-    hole borders alternate with depth in the tree.
+
+_scratch = threading.local()
+
+
+def _reused(name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
+    """An uninitialised array kept per thread between calls: fresh large arrays cost a page fault per 4 KiB."""
+    cached = getattr(_scratch, name, None)
+    if cached is None or cached.shape != shape or cached.dtype != dtype:
+        cached = np.empty(shape, dtype)
+        setattr(_scratch, name, cached)
+    return cached
+
+
+def range_max_tables(u8: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """rows[j, y, x] = max u8[y, x : x + 2**j], cols[j, y, x] = max u8[y : y + 2**j, x] (sparse tables:
+    the max of any row or column segment is the max of two entries; entries past the end are unset).
+    The arrays are reused by the next call in the same thread."""
+    h, w = u8.shape
+    n = max(h, w).bit_length()
+    rows = _reused("rows", (n, h, w), np.uint8)
+    cols = _reused("cols", (n, h, w), np.uint8)
+    rows[0] = cols[0] = u8
+    for j in range(1, n):
+        s = 1 << (j - 1)
+        if w - 2 * s + 1 > 0:
+            cv2.max(rows[j - 1, :, : w - 2 * s + 1], rows[j - 1, :, s : w - s + 1], dst=rows[j, :, : w - 2 * s + 1])
+        if h - 2 * s + 1 > 0:
+            cv2.max(cols[j - 1, : h - 2 * s + 1], cols[j - 1, s : h - s + 1], dst=cols[j, : h - 2 * s + 1])
+    return rows, cols
+
+
+def window_lows(u8: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Smallest and second smallest value of every 2x2 window inside the image, and how many windows have
+    their smallest value >= v (v in 0..256)."""
+    a, b, c, d = u8[:-1, :-1], u8[:-1, 1:], u8[1:, :-1], u8[1:, 1:]
+    lo_ab, hi_ab, lo_cd, hi_cd = cv2.min(a, b), cv2.max(a, b), cv2.min(c, d), cv2.max(c, d)
+    low1 = cv2.min(lo_ab, lo_cd)
+    low2 = cv2.min(cv2.max(lo_ab, lo_cd), cv2.min(hi_ab, hi_cd))
+    return low1, low2, _compiled().at_least_counts(low1)
+
+
+def _search_level(u8: np.ndarray, value: int, extent: np.ndarray, multi_contour: bool):
+    """OpenCV's contour search at one level, on the foreground's bounding box (same contours, same order).
+
+    Returns (the rule's boxes, a function giving every outer contour's box: only needed to learn merges).
     """
     x0, y0, x1, y1 = (int(e) for e in extent)
-    fg = u8[y0 : y1 + 1, x0 : x1 + 1] >= value
-    contours, hierarchy = cv2.findContours(fg.view(np.uint8), cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)
-    comps = holes = -1
-    if count:
+    fg = cv2.threshold(u8[y0 : y1 + 1, x0 : x1 + 1], value - 1, 255, cv2.THRESH_BINARY)[1]
+    contours, hierarchy = cv2.findContours(fg, cv2.RETR_TREE, cv2.CHAIN_APPROX_SIMPLE)
+
+    def box(c: np.ndarray) -> list[int]:
+        x, y, w, h = cv2.boundingRect(c)
+        return [x + x0, y + y0, x + x0 + w - 1, y + y0 + h - 1]
+
+    rects = np.array([box(c) for c in contours], np.int64).reshape(-1, 4) if multi_contour else None
+
+    def outer_boxes() -> np.ndarray:
+        # outer contours and hole borders alternate with depth in the tree
         parent = hierarchy[0][:, 3]
-        depth = np.zeros(len(parent), np.int64)
+        odd = np.zeros(len(parent), bool)
         up = parent.copy()
         while (up >= 0).any():
-            depth += up >= 0
+            odd ^= up >= 0
             up = np.where(up >= 0, parent[np.maximum(up, 0)], -1)
-        comps = int((depth % 2 == 0).sum())
-        holes = len(parent) - comps
-    if not multi_contour:
-        contours = [max(contours, key=cv2.contourArea)]
-    rects = np.array([cv2.boundingRect(c) for c in contours], np.int64).reshape(-1, 4)
-    rects[:, 2:] += rects[:, :2] - 1
-    rects += (x0, y0, x0, y0)
-    return rects, comps, holes
+        if rects is not None:
+            return rects[~odd]
+        return np.array([box(c) for c, o in zip(contours, odd) if not o], np.int64).reshape(-1, 4)
 
-
-MAX_RUN_COMPONENTS = 16  # beyond this (noise), per-level contour search is as fast
-MIN_RUN_LEVELS = 8
-
-
-def _run_boxes(u8: np.ndarray, bottom: int, extent: np.ndarray, values: np.ndarray, quads, want_area: bool):
-    """Every component's box (and contour area) at each of ``values``, for levels that share one partition.
-
-    Between the lowest level ``bottom`` and the others no components merged, so each component there holds
-    at most one component of each higher level: one labelling serves all. Returns (ext (n, L, 4),
-    alive (n, L), twice the area (n, L) or None), or None when there are too many components.
-    The outer contour area of a hole-free 8-connected region is (2x2 windows inside it) + (windows with three
-    of its pixels) / 2, i.e. half the windows whose smallest value is >= v plus half those whose second is.
-    """
-    x0, y0, x1, y1 = (int(e) for e in extent)
-    crop = u8[y0 : y1 + 1, x0 : x1 + 1]
-    n, labels = cv2.connectedComponents((crop >= bottom).view(np.uint8), connectivity=8, ltype=cv2.CV_32S)
-    if n - 1 > MAX_RUN_COMPONENTS:
-        return None
-    ext = np.empty((n - 1, len(values), 4), np.int64)
-    alive = np.empty((n - 1, len(values)), bool)
-    area2 = np.empty((n - 1, len(values)), np.int64) if want_area else None
-    for comp in range(1, n):
-        part = np.where(labels == comp, crop, 0).astype(np.uint8)
-        ext[comp - 1] = _extents(part, values) + (x0, y0, x0, y0)
-        alive[comp - 1] = part.max() >= values
-    if want_area:
-        # each 2x2 window belongs to the one component its foreground pixels are in (0: none)
-        pl = cv2.copyMakeBorder(labels.astype(np.uint8), 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
-        owner = cv2.max(cv2.max(pl[:-1, :-1], pl[:-1, 1:]), cv2.max(pl[1:, :-1], pl[1:, 1:]))
-        hist = sum(
-            cv2.calcHist([owner, np.ascontiguousarray(q[y0 : y1 + 2, x0 : x1 + 2])], [0, 1], None, [n, 256], [0, n, 0, 256])
-            for q in quads
-        ).astype(np.int64)  # (component, value) counts
-        at_least = np.cumsum(hist[:, ::-1], axis=1)[:, ::-1]
-        area2[:] = at_least[1:, values]
-    return ext, alive, area2
+    if multi_contour:
+        return rects, outer_boxes
+    areas = [cv2.contourArea(c) for c in contours]
+    return np.array([box(contours[areas.index(max(areas))])], np.int64), outer_boxes  # the first of equal areas
 
 
 def threshold_boxes(u8: np.ndarray, thresholds: np.ndarray, multi_contour: bool, mode: str = "auto") -> LevelBoxes:
@@ -210,102 +185,67 @@ def threshold_boxes(u8: np.ndarray, thresholds: np.ndarray, multi_contour: bool,
     if mode not in ("auto", "one-pass", "per-level"):
         raise ValueError(f"mode must be auto, one-pass or per-level, got {mode!r}")
     u8 = np.ascontiguousarray(u8, dtype=np.uint8)
-    cuts = threshold_cuts(u8, thresholds)
-    present = np.flatnonzero(_hist(u8))
-    # foreground u8 > cut == u8 >= (smallest present value above cut); 256 = empty
-    pos = np.searchsorted(present, cuts, side="right")
-    low = np.where(pos < len(present), present[np.minimum(pos, len(present) - 1)], 256)
-    level_values, level_of = np.unique(low, return_inverse=True)  # ascending
-    order = level_values[::-1]  # the scan goes from the highest value (smallest foreground) down
-    n_levels = len(order)
+    kernels = _compiled()
+    if min(u8.shape) < 2:
+        mode = "per-level"  # no 2x2 windows: nothing to certify with
+    cuts, level_of = np.unique(threshold_cuts(u8, thresholds), return_inverse=True)
+    level_of = len(cuts) - 1 - level_of.reshape(-1)  # levels are scanned from the highest cut down
+    values = cuts[::-1] + 1  # foreground u8 >= value; empty above the max
+    n_empty = int(np.count_nonzero(values > u8.max()))
+    values = np.ascontiguousarray(values[n_empty:])
+    extents = kernels.level_extents(u8, values)
 
-    # going down: a component is born only at a regional maximum; a hole dies only at a regional minimum
-    # (a 4-connected flat zone not touching the border), counted here as maxima of the inverted map
-    births = _count_at_least(regional_maxima_values(u8), order)
-    values = np.minimum(order, 255)
-    ext = _extents(u8, values)
-    if mode == "per-level" or (mode == "auto" and _search_every_level(n_levels, int(births[-1]))):
-        return _searched_levels(u8, order, ext, level_of, multi_contour)
-    deaths = None  # needed only once a hole has been seen
-    euler_all, q1, q2 = euler_numbers(u8)
-    euler = euler_all[order]
+    maxima = regional_maxima(u8) if mode != "per-level" else None
+    if mode == "per-level" or (mode == "auto" and len(maxima) > MAX_MAXIMA):
+        found = {i: _search_level(u8, int(v), e, multi_contour)[0] for i, (v, e) in enumerate(zip(values, extents))}
+        return _assemble(found, np.zeros((len(values), 0, 4), np.int64), np.zeros(len(values), np.int64), n_empty, level_of)
 
-    per_level: list[np.ndarray | None] = [None] * n_levels
-
-    # exact components C and holes H of each level: C <= C' + births, H >= max(0, H' - deaths) from the level
-    # above, so when E == (C' + births) - max(0, H' - deaths) both are exact; else the level is searched
-    comps = np.zeros(n_levels, np.int64)
-    holes = np.zeros(n_levels, np.int64)
-    searched = np.zeros(n_levels, bool)  # where components may have merged: a new partition starts
+    boxes = _reused("boxes", (max(256, len(values)), MAX_CELLS, 4), np.int64)[: len(values)]
+    counts = np.zeros(len(values), np.int64)
+    group = np.arange(len(maxima), dtype=np.int64)
+    cell_of_max = np.full(len(maxima), -1, np.int64)
+    links = kernels.line_links(u8, maxima, LINKED_NEIGHBOURS)
+    links = links[np.argsort(-links[:, 0], kind="stable")]  # joined on the way down: highest first
+    minima = interior_minima(u8) if multi_contour else np.zeros((0, 3), np.int64)
+    escape = kernels.escape_values(u8, minima)
+    rows = cols = np.zeros((0, 1, 1), np.uint8)  # made when first needed
+    windows4 = np.zeros(0, np.int64)
+    low1 = low2 = np.zeros((1, 1), np.uint8)
+    need = np.zeros(1, np.int64)
+    searched: dict[int, np.ndarray] = {}
     i = 0
-    c0 = h0 = b0 = d0 = 0  # exact C, H, births and deaths of the last level searched (or the empty top)
-    while i < n_levels:
-        exp_c = c0 + births[i:] - b0
-        exp_h = np.zeros(n_levels - i, np.int64) if h0 == 0 else np.maximum(0, h0 - (deaths[i:] - d0))
-        bad = np.flatnonzero(euler[i:] != exp_c - exp_h)
-        j = i + (bad[0] if bad.size else n_levels - i)
-        comps[i:j], holes[i:j] = exp_c[: j - i], exp_h[: j - i]
-        if j == n_levels:
+    while i < len(values):
+        i = kernels.scan_levels(i, values, extents, rows, cols, maxima, group, links, minima, escape,
+                                not multi_contour, windows4, low1, low2, boxes, counts, cell_of_max, need)
+        if i == len(values):
             break
-        per_level[j], comps[j], holes[j] = _level_contours(u8, int(order[j]), ext[j], multi_contour)
-        searched[j] = True
-        if holes[j] and deaths is None:
-            deaths = _count_at_least(255 - regional_maxima_values(255 - u8, 4, closed_border=True), order)
-        c0, h0, b0, d0 = comps[j], holes[j], births[j], (0 if deaths is None else deaths[j])
-        i = j + 1
-
-    # one component: its outer contour is the largest, and its box is the foreground's
-    simple = (comps == 1) & ((holes == 0) | (not multi_contour))
-    # several hole-free components: one labelling per run of levels sharing a partition
-    run_id = np.cumsum(searched)
-    several = np.flatnonzero((comps > 1) & (holes == 0) & np.array([b is None for b in per_level]))
-    for rid in np.unique(run_id[several]):
-        members = several[run_id[several] == rid]
-        if len(members) < MIN_RUN_LEVELS:  # a labelling costs about as much as this many contour searches
+        if need[0] == 1 and 2 * max(u8.shape).bit_length() * u8.size <= MAX_TABLE_BYTES:
+            rows, cols = range_max_tables(u8)
+            need[0] = 0
             continue
-        bottom = int(np.flatnonzero(run_id == rid).max())
-        found = _run_boxes(u8, int(order[bottom]), ext[bottom], order[members], (q1, q2), not multi_contour)
-        if found is None:
+        if need[0] == 2:
+            low1, low2, windows4 = window_lows(u8)
+            need[0] = 0
             continue
-        c_ext, c_alive, c_area = found
-        for col, k in enumerate(members):
-            if multi_contour:
-                per_level[k] = c_ext[c_alive[:, col], col]
-                continue
-            areas = np.where(c_alive[:, col], c_area[:, col], -1)
-            best = np.flatnonzero(areas == areas.max())
-            if best.size == 1:  # a tie is settled by OpenCV's contour order: left to the search
-                per_level[k] = c_ext[best, col]
-    missing = np.array([b is None for b in per_level])
-    for k in np.flatnonzero(missing & (comps > 0) & ~simple):
-        per_level[k] = _level_contours(u8, int(order[k]), ext[k], multi_contour, count=False)[0]
-    simple &= missing
-    return _assemble(per_level, ext, simple, comps == 0, level_of)
+        need[0] = 0
+        if mode == "auto" and len(searched) >= GIVE_UP_SEARCHES and 2 * len(searched) > i:
+            for j in range(i, len(values)):  # most levels need a search here: skip the scan and learning
+                searched[j] = _search_level(u8, int(values[j]), extents[j], multi_contour)[0]
+            break
+        found, outer_boxes = _search_level(u8, int(values[i]), extents[i], multi_contour)
+        searched[i] = found
+        cells = boxes[i, : max(-int(counts[i]) - 1, 0)]
+        if len(cells) and kernels.mixed_cells(cells, cell_of_max, group):  # a cell found to be one component: its
+            kernels.learn_merges(cells, cell_of_max, outer_boxes(), group)  # maxima are connected here and below
+        i += 1
+    return _assemble(searched, boxes, counts, n_empty, level_of)
 
 
-def _search_every_level(n_levels: int, n_maxima: int) -> bool:
-    """Many regional maxima (a noisy map) mean many merges, each costing a search and a labelling: past
-    the point where that costs more than searching every level, search every level (same boxes)."""
-    return 20 + 6 * n_maxima > n_levels
-
-
-def _searched_levels(u8, order, ext, level_of, multi_contour) -> LevelBoxes:
-    empty = order >= 256
-    per_level = [None if e else _level_contours(u8, int(v), x, multi_contour, count=False)[0] for v, x, e in zip(order, ext, empty)]
-    return _assemble(per_level, ext, np.zeros(len(order), bool), empty, level_of)
-
-
-def _assemble(per_level, ext, simple, empty, level_of) -> LevelBoxes:
-    """Concatenate the levels' boxes: listed ones, the foreground's box where ``simple``, NO_REGION where ``empty``."""
-    n_levels = len(per_level)
-    counts = np.ones(n_levels, np.int64)
-    listed = [k for k in range(n_levels) if per_level[k] is not None]
-    counts[listed] = [len(per_level[k]) for k in listed]
-    start = np.concatenate([[0], np.cumsum(counts)])
-    boxes = np.empty((start[-1], 4), np.int64)
-    boxes[start[:-1][simple]] = ext[simple]
-    boxes[start[:-1][empty]] = NO_REGION
-    for k in listed:
-        boxes[start[k] : start[k + 1]] = per_level[k]
-    # levels were scanned high to low; index them as `order` does
-    return LevelBoxes(boxes, start, (n_levels - 1) - level_of)
+def _assemble(searched: dict[int, np.ndarray], boxes: np.ndarray, counts: np.ndarray, n_empty: int, level_of: np.ndarray) -> LevelBoxes:
+    """All levels' boxes in one array: NO_REGION for the ``n_empty`` first, then certified or searched ones."""
+    for i, found in searched.items():
+        counts[i] = -len(found) - 1
+    out, start = _compiled().gather_boxes(n_empty, boxes, counts)
+    for i, found in searched.items():
+        out[start[n_empty + i] : start[n_empty + i + 1]] = found
+    return LevelBoxes(out, start, level_of)

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from wsolbench.protocols.level_boxes import NO_REGION, threshold_boxes
+from wsolbench.protocols.level_boxes import MAX_MAXIMA, NO_REGION, interior_minima, regional_maxima, threshold_boxes
 from wsolbench.registry import PROTOCOLS
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -115,3 +115,144 @@ def test_fast_path_equals_reference_at_the_benchmark_size_and_interval():
             ref = reference_boxes(u8, thresholds, multi)
             for j in range(0, len(thresholds)):
                 assert sorted(map(tuple, fast.at_threshold(j).tolist())) == sorted(map(tuple, ref[j].tolist()))
+
+
+def _same_as_reference(u8, thresholds, multi, modes=("one-pass", "auto")):
+    ref = reference_boxes(u8, thresholds, multi)
+    for mode in modes:
+        fast = threshold_boxes(u8, np.asarray(thresholds), multi, mode=mode)
+        for j in range(len(thresholds)):
+            got = sorted(map(tuple, fast.at_threshold(j).tolist()))
+            assert got == sorted(map(tuple, ref[j].tolist())), (mode, thresholds[j])
+
+
+def test_blob_inside_a_ring_and_a_ring_with_an_outlet():
+    u = np.zeros((48, 48), np.uint8)
+    u[4:40, 4:40] = 200  # ring ...
+    u[10:34, 10:34] = 20  # ... around a hole of value 20
+    u[18:26, 18:26] = 255  # a peak inside the hole: a component inside another's hole
+    assert boxes_at(u, 0.5, multi=True) == [(4, 4, 39, 39), (9, 9, 34, 34), (18, 18, 25, 25)]
+    assert boxes_at(u, 0.5, multi=False) == [(4, 4, 39, 39)]
+    assert boxes_at(u, 0.05, multi=True) == [(4, 4, 39, 39)]  # cut 12 < 20: the hole is filled
+    u[20:22, 0:10] = 20  # an outlet from the hole to the border: no hole any more
+    # the outlet (value 20, background at cut 127) opens the ring: one outer contour, the ring's box
+    assert boxes_at(u, 0.5, multi=True) == [(4, 4, 39, 39), (18, 18, 25, 25)]
+    _same_as_reference(u, np.arange(0, 1, 0.01), True)
+    _same_as_reference(u, np.arange(0, 1, 0.01), False)
+
+
+def test_components_no_empty_row_or_column_separates():
+    # an L and a square in its corner: boxes overlap on both axes, so only a contour search tells them apart
+    u = np.zeros((40, 40), np.uint8)
+    u[2:30, 2:6] = 180
+    u[26:30, 2:30] = 180
+    u[8:20, 12:24] = 240
+    assert boxes_at(u, 0.5, multi=True) == [(2, 2, 29, 29), (12, 8, 23, 19)]
+    # contour areas: the square 11 * 11 = 121; the L 3 * 27 (upright) + 24 * 3 (foot) = 153
+    assert boxes_at(u, 0.5, multi=False) == [(2, 2, 29, 29)]
+    u[8:20, 12:24] = 0
+    u[6:22, 10:26] = 240  # square 15 * 15 = 225 > 153
+    assert boxes_at(u, 0.5, multi=False) == [(10, 6, 25, 21)]
+    for multi in (False, True):
+        _same_as_reference(u, np.arange(0, 1, 0.01), multi)
+
+
+def test_equal_areas_are_settled_in_opencv_order():
+    # two identical squares, either side of an empty column: equal contour areas, so OpenCV's list order
+    # decides (it lists sibling contours last found first: the square starting lower wins)
+    u = np.zeros((30, 40), np.uint8)
+    u[5:15, 3:13] = 255
+    u[12:22, 25:35] = 255
+    assert boxes_at(u, 0.5, multi=False) == [(25, 12, 34, 21)]
+    u2 = np.zeros((30, 40), np.uint8)  # the mirror image: now the left square starts lower
+    u2[12:22, 3:13] = 255
+    u2[5:15, 25:35] = 255
+    assert boxes_at(u2, 0.5, multi=False) == [(3, 12, 12, 21)]
+
+
+def test_two_blobs_close_in_size_and_ringing_like_a_bicubic_cam():
+    rng = np.random.default_rng(5)
+    yy, xx = np.mgrid[0:7, 0:7]
+    for _ in range(4):
+        f = np.zeros((7, 7))
+        for _ in range(3):
+            cy, cx = rng.uniform(0, 7, 2)
+            f += rng.uniform(0.5, 1) * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * rng.uniform(0.8, 2.5) ** 2))
+        m = cv2.resize(f.astype(np.float32), (96, 96), interpolation=cv2.INTER_CUBIC)
+        u8 = ((m - m.min()) / (m.max() - m.min()) * 255).astype(np.uint8)
+        for multi in (False, True):
+            _same_as_reference(u8, np.arange(0, 1, 0.01), multi, modes=("one-pass",))
+
+
+def test_odd_shapes_and_thresholds():
+    rng = np.random.default_rng(11)
+    row = (rng.random((1, 30)) * 255).astype(np.uint8)
+    for u8 in (row, row.T.copy(), np.full((1, 1), 7, np.uint8), (rng.random((9, 2)) * 255).astype(np.uint8)):
+        for multi in (False, True):
+            _same_as_reference(u8, [0.0, 0.3, 0.999], multi)
+    u8 = (rng.random((20, 20)) * 255).astype(np.uint8)
+    for multi in (False, True):  # unsorted, repeated, out of [0, 1)
+        _same_as_reference(u8, [0.9, -0.2, 0.1, 1.0, 1.5, 0.1], multi)
+    assert len(threshold_boxes(u8, np.zeros(0), True).start) == 1
+
+
+def test_noisy_map_takes_the_per_level_search_with_the_same_boxes():
+    rng = np.random.default_rng(2)
+    u8 = (rng.random((40, 40)) * 255).astype(np.uint8)  # hundreds of maxima: "auto" searches every level
+    assert len(regional_maxima(u8)) > MAX_MAXIMA
+    for multi in (False, True):
+        _same_as_reference(u8, np.arange(0, 1, 0.05), multi, modes=("auto", "one-pass", "per-level"))
+
+
+def _flat_zones(u8, connectivity):
+    """Brute force: (zone label image, {label: is an extremum}) for maxima, and the same for minima."""
+    kernel = np.ones((3, 3), np.uint8) if connectivity == 8 else cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
+    labels = np.zeros(u8.shape, np.int64)
+    offset = 0
+    for v in np.unique(u8):
+        n, lab = cv2.connectedComponents((u8 == v).view(np.uint8), connectivity=connectivity, ltype=cv2.CV_32S)
+        labels[lab > 0] = lab[lab > 0] + offset
+        offset += n
+    is_max, is_min = {}, {}
+    for z in np.unique(labels):
+        zone = (labels == z).view(np.uint8)
+        ring = cv2.dilate(zone, kernel) - zone
+        v = int(u8[zone > 0][0])
+        is_max[z] = v > 0 and bool((u8[ring > 0] < v).all())
+        ys, xs = np.nonzero(zone)
+        inside = ys.min() > 0 and xs.min() > 0 and ys.max() < u8.shape[0] - 1 and xs.max() < u8.shape[1] - 1
+        is_min[z] = inside and bool((u8[ring > 0] > v).all())
+    return labels, is_max, is_min
+
+
+def test_regional_maxima_and_interior_minima_against_brute_force():
+    rng = np.random.default_rng(4)
+    for _ in range(12):
+        grid = rng.random((4, 4)).astype(np.float32)
+        m = cv2.resize(grid, (24, 20), interpolation=cv2.INTER_CUBIC) + 0.3 * rng.random((20, 24))
+        u8 = np.round((m - m.min()) / (m.max() - m.min()) * 5).astype(np.uint8) * 40  # plateaus
+        maxima = regional_maxima(u8)
+        labels8, is_max, _ = _flat_zones(u8, 8)
+        found = {int(labels8[y, x]) for _, y, x in maxima.tolist()}
+        assert len(found) == len(maxima) and found == {z for z, ok in is_max.items() if ok}
+        assert [v for v, _, _ in maxima.tolist()] == sorted((v for v, _, _ in maxima.tolist()), reverse=True)
+        # minima: each listed one is a true interior minimum, and every hole at every level holds one
+        minima = interior_minima(u8)
+        labels4, _, is_min = _flat_zones(u8, 4)
+        assert all(is_min[int(labels4[y, x])] for _, y, x in minima.tolist())
+        for v in np.unique(u8)[1:]:
+            n, holes = cv2.connectedComponents((u8 < v).view(np.uint8), connectivity=4, ltype=cv2.CV_32S)
+            border = set(holes[0].tolist()) | set(holes[-1].tolist()) | set(holes[:, 0].tolist()) | set(holes[:, -1].tolist())
+            for h in set(range(1, n)) - border:
+                assert any(holes[y, x] == h for value, y, x in minima.tolist() if value < v)
+
+
+def test_without_range_tables_levels_are_searched(monkeypatch):
+    import wsolbench.protocols.level_boxes as level_boxes
+
+    monkeypatch.setattr(level_boxes, "MAX_TABLE_BYTES", 0)  # as for a huge map: no tables, search instead
+    rng = np.random.default_rng(9)
+    m = cv2.resize(rng.random((6, 6)).astype(np.float32), (50, 40), interpolation=cv2.INTER_LINEAR)
+    u8 = ((m - m.min()) / (m.max() - m.min()) * 255).astype(np.uint8)
+    for multi in (False, True):
+        _same_as_reference(u8, np.arange(0, 1, 0.01), multi, modes=("one-pass",))

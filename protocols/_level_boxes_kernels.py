@@ -1,0 +1,601 @@
+"""Compiled loops (numba) of the level box search in ``level_boxes.py``.
+
+- ``extremum_zones`` (after ``drop_climbing`` / ``drop_escaping`` thin the candidates): the regional maxima
+  (8-connected) or interior regional minima (4-connected) of a uint8 map, one pixel each;
+- ``line_links``, ``escape_values``: cheap certificates that two maxima are connected below a value, and
+  that a minimum's background reaches the border above one;
+- ``level_extents``: each level's foreground box; ``at_least_counts``: a cumulative histogram;
+- ``scan_levels``: boxes level after level while they can be certified without a contour search;
+- ``gather_boxes``: every level's boxes in one array.
+
+Compiled on the first call in a fresh environment (about 10 s) and cached next to this file (``cache=True``).
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True)
+def _find(parent, a):
+    while parent[a] != a:
+        parent[a] = parent[parent[a]]
+        a = parent[a]
+    return a
+
+
+@njit(cache=True)
+def extremum_zones(u8, cand, words, diagonal, interior):
+    """The flat zones of candidate pixels that are true extrema: one row (value, y, x) per zone.
+
+    ``cand`` (h x w8, uint8, w8 >= w a multiple of 8, padding 0) marks pixels equal to their neighbourhood's
+    max (for maxima) or min (for minima); ``words`` is the same memory as uint64, to skip empty stretches.
+    Candidate zones (8-connected when ``diagonal``, else 4) are single-valued; a zone is an extremum unless a
+    neighbour outside it has its value (that neighbour has a higher/lower neighbour: the flat zone goes on).
+    ``interior`` drops zones touching the image border. Works on row runs: cost ~ candidates + pixels / 8.
+    """
+    h, w = u8.shape
+    n_words = words.shape[1]
+    d = 1 if diagonal else 0
+    cap = h * (w // 2 + 1)  # at most this many runs
+    run_y = np.empty(cap, np.int32)
+    run_x = np.empty(cap, np.int32)
+    parent = np.empty(cap, np.int64)
+    spoiled = np.zeros(cap, np.bool_)
+    n = 0
+    labels = np.full((2, w + 1), -1, np.int64)  # run of each pixel of the previous and the current row
+    for y in range(h):
+        cur = y & 1
+        prev = 1 - cur
+        # clear the current row's labels where the row two back had runs (they are the stale ones)
+        for k in range(n_words):
+            if y >= 2 and words[y - 2, k] != 0:
+                for x in range(8 * k, min(8 * k + 8, w)):
+                    labels[cur, x] = -1
+        k = 0
+        x = 0
+        while x < w:
+            if x % 8 == 0 and words[y, x // 8] == 0:
+                x += 8
+                continue
+            if cand[y, x] == 0:
+                x += 1
+                continue
+            val = u8[y, x]
+            x0 = x
+            while x + 1 < w and cand[y, x + 1] != 0:
+                x += 1
+            x1 = x
+            r = n
+            n += 1
+            run_y[r] = y
+            run_x[r] = x0
+            parent[r] = r
+            bad = (x0 > 0 and u8[y, x0 - 1] == val) or (x1 < w - 1 and u8[y, x1 + 1] == val)
+            if interior and (y == 0 or y == h - 1 or x0 == 0 or x1 == w - 1):
+                bad = True
+            for xx in range(x0, x1 + 1):
+                labels[cur, xx] = r
+            lo, hi = max(x0 - d, 0), min(x1 + d, w - 1)
+            if y > 0:
+                last = -1
+                for xx in range(lo, hi + 1):
+                    q = labels[prev, xx]
+                    if q >= 0:  # an adjacent candidate: same value, same zone
+                        if q != last:
+                            last = q
+                            ra, rb = _find(parent, q), _find(parent, r)
+                            if ra != rb:
+                                parent[rb] = ra
+                                spoiled[ra] = spoiled[ra] or spoiled[rb]
+                    elif u8[y - 1, xx] == val:
+                        bad = True
+            if y < h - 1:
+                for xx in range(lo, hi + 1):
+                    if u8[y + 1, xx] == val and cand[y + 1, xx] == 0:
+                        bad = True
+            if bad:
+                spoiled[_find(parent, r)] = True
+            x += 1
+    out = np.empty((n, 3), np.int64)
+    k = 0
+    for r in range(n):
+        if parent[r] == r and not spoiled[r]:
+            out[k, 0] = u8[run_y[r], run_x[r]]
+            out[k, 1] = run_y[r]
+            out[k, 2] = run_x[r]
+            k += 1
+    return out[:k]
+
+
+@njit(cache=True)
+def drop_escaping(u8, cand):
+    """Clear the candidates whose value is the max of their column above or below them.
+
+    Such a pixel's background reaches the border straight up or down at every level above its value, so it
+    is in no hole; a hole's lowest zone keeps all its pixels (dropping pixels of other zones can only leave
+    fragments, dropped later as spoiled, or add false minima: both safe). Column passes only: vectorised.
+    """
+    h, w = u8.shape
+    down = np.empty((h, w), np.uint8)  # max from the bottom up to each pixel
+    down[h - 1] = u8[h - 1]
+    for y in range(h - 2, -1, -1):
+        for x in range(w):
+            down[y, x] = max(down[y + 1, x], u8[y, x])
+    up = u8[0].copy()
+    for y in range(h):
+        for x in range(w):
+            v = u8[y, x]
+            up[x] = max(up[x], v)
+            keep = (up[x] != v) & (down[y, x] != v)
+            cand[y, x] = cand[y, x] * keep
+
+
+@njit(cache=True)
+def drop_climbing(u8, cand):
+    """Clear the candidates from which a straight vertical run of their own value reaches a higher pixel.
+
+    That run lies in the pixel's flat zone, so the zone has a higher neighbour: not a regional maximum. A true
+    maximum's zone keeps all its pixels; fragments left of other zones are dropped later as spoiled.
+    """
+    h, w = u8.shape
+    below = np.zeros((h, w), np.uint8)  # the first different value below each pixel (0 at the border)
+    for y in range(h - 2, -1, -1):
+        for x in range(w):
+            v, b = u8[y, x], u8[y + 1, x]
+            below[y, x] = below[y + 1, x] if b == v else b
+    above = np.zeros(w, np.uint8)
+    for y in range(h):
+        for x in range(w):
+            v = u8[y, x]
+            if y > 0:
+                a = u8[y - 1, x]
+                above[x] = above[x] if a == v else a
+            keep = (above[x] <= v) & (below[y, x] <= v)
+            cand[y, x] = cand[y, x] * keep
+
+
+@njit(cache=True)
+def level_extents(u8, values):
+    """The bounding box (x0, y0, x1, y1) of ``u8 >= v`` for each of ``values`` (descending, each <= the max)."""
+    h, w = u8.shape
+    rows, cols = row_col_max(u8)
+    # the first row/column from each side whose max reaches v: on running maxima from that side, which
+    # rise monotonically, a pointer walks back as v descends
+    ext = np.empty((values.shape[0], 4), np.int64)
+    from_left, from_top = _running_max(cols), _running_max(rows)
+    from_right, from_bottom = _running_max(cols[::-1]), _running_max(rows[::-1])
+    x0, y0, x1, y1 = w, h, w, h
+    for i in range(values.shape[0]):
+        v = values[i]
+        while x0 > 0 and from_left[x0 - 1] >= v:
+            x0 -= 1
+        while y0 > 0 and from_top[y0 - 1] >= v:
+            y0 -= 1
+        while x1 > 0 and from_right[x1 - 1] >= v:
+            x1 -= 1
+        while y1 > 0 and from_bottom[y1 - 1] >= v:
+            y1 -= 1
+        ext[i, 0], ext[i, 1], ext[i, 2], ext[i, 3] = x0, y0, w - 1 - x1, h - 1 - y1
+    return ext
+
+
+@njit(cache=True)
+def _running_max(a):
+    out = np.empty(a.shape[0], np.int64)
+    m = 0
+    for k in range(a.shape[0]):
+        m = max(m, a[k])
+        out[k] = m
+    return out
+
+
+@njit(cache=True)
+def gather_boxes(n_empty, boxes, counts):
+    """One (K, 4) array of every level's boxes and the start of each level; the first ``n_empty`` levels get
+    (0, 0, -1, -1); a level with ``counts < 0`` (searched) gets ``-counts - 1`` rows, left for the caller."""
+    n = boxes.shape[0]
+    start = np.zeros(n_empty + n + 1, np.int64)
+    for i in range(n_empty):
+        start[i + 1] = start[i] + 1
+    for i in range(n):
+        c = counts[i] if counts[i] >= 0 else -counts[i] - 1
+        start[n_empty + i + 1] = start[n_empty + i] + c
+    out = np.empty((start[-1], 4), np.int64)
+    for i in range(n_empty):
+        out[i, 0], out[i, 1], out[i, 2], out[i, 3] = 0, 0, -1, -1
+    for i in range(n):
+        for k in range(counts[i]):
+            out[start[n_empty + i] + k] = boxes[i, k]
+    return out, start
+
+
+@njit(cache=True)
+def row_col_max(u8):
+    """Each row's and each column's maximum."""
+    h, w = u8.shape
+    rows = np.zeros(h, np.uint8)
+    cols = np.zeros(w, np.uint8)
+    for y in range(h):
+        m = np.uint8(0)
+        for x in range(w):
+            m = max(m, u8[y, x])
+            cols[x] = max(cols[x], u8[y, x])
+        rows[y] = m
+    return rows, cols
+
+
+@njit(cache=True)
+def escape_values(u8, minima):
+    """For each minimum (value, y, x): the smallest max along the four straight rays from it to the border.
+
+    Those rays are 4-connected paths: at a level above that value the minimum's background reaches the border,
+    so it lies in no hole.
+    """
+    h, w = u8.shape
+    out = np.empty(minima.shape[0], np.int64)
+    for m in range(minima.shape[0]):
+        y, x = minima[m, 1], minima[m, 2]
+        a = b = c = d = 0
+        for xx in range(0, x + 1):
+            a = max(a, u8[y, xx])
+        for xx in range(x, w):
+            b = max(b, u8[y, xx])
+        for yy in range(0, y + 1):
+            c = max(c, u8[yy, x])
+        for yy in range(y, h):
+            d = max(d, u8[yy, x])
+        out[m] = min(min(a, b), min(c, d))
+    return out
+
+
+@njit(cache=True)
+def line_links(u8, maxima, neighbours):
+    """Links (level, a, b) between maxima: the smallest value on the straight 8-connected pixel line from a
+    to b; at any level <= it, a and b are in one component. Each maximum is linked to its ``neighbours``
+    nearest others (unsorted)."""
+    n = maxima.shape[0]
+    k = min(neighbours, n - 1)
+    links = np.empty((max(n * k, 0), 3), np.int64)
+    count = 0
+    dist = np.empty(n, np.int64)
+    for a in range(n):
+        for b in range(n):
+            dist[b] = (maxima[a, 1] - maxima[b, 1]) ** 2 + (maxima[a, 2] - maxima[b, 2]) ** 2
+        dist[a] = -1
+        for _ in range(k):
+            b = -1  # the nearest not taken yet (taken ones are marked -1)
+            for c in range(n):
+                if dist[c] >= 0 and (b < 0 or dist[c] < dist[b]):
+                    b = c
+            dist[b] = -1
+            y0, x0, y1, x1 = maxima[a, 1], maxima[a, 2], maxima[b, 1], maxima[b, 2]
+            steps = max(abs(y1 - y0), abs(x1 - x0))
+            low = min(u8[y0, x0], u8[y1, x1])
+            for s in range(1, steps):
+                # rounding to the nearest pixel: consecutive points differ by at most 1 in each axis
+                yy = y0 + ((y1 - y0) * s * 2 + steps) // (2 * steps)
+                xx = x0 + ((x1 - x0) * s * 2 + steps) // (2 * steps)
+                low = min(low, u8[yy, xx])
+            links[count, 0] = low
+            links[count, 1] = a
+            links[count, 2] = b
+            count += 1
+    return links[:count]
+
+
+@njit(cache=True)
+def _log2_floor(n):
+    j = 0
+    while (2 << j) <= n:
+        j += 1
+    return j
+
+
+@njit(cache=True)
+def _xy_cells(rows, cols, v, extent, cells):
+    """Split the foreground ``>= v`` inside ``extent`` by empty rows and columns, recursively.
+
+    Every cell returned holds whole 8-connected components (an empty row or column band separates them) and is
+    their tight bounding box; returns the number of cells written to ``cells`` (-1 if more than fit).
+    """
+    cap = cells.shape[0]
+    stack = np.empty((4 * cap + 4, 4), np.int64)
+    stack[0] = extent
+    top = 1
+    n = 0
+    while top > 0:
+        top -= 1
+        x0, y0, x1, y1 = stack[top, 0], stack[top, 1], stack[top, 2], stack[top, 3]
+        split = False
+        while True:
+            # rows of the rectangle with foreground, as runs
+            j = _log2_floor(x1 - x0 + 1)
+            b = x1 - (1 << j) + 1
+            first = -1
+            runs = 0
+            ry0 = ry1 = -1
+            for y in range(y0, y1 + 2):
+                on = y <= y1 and max(rows[j, y, x0], rows[j, y, b]) >= v
+                if on and first < 0:
+                    first = y
+                elif not on and first >= 0:
+                    if runs == 0:
+                        ry0, ry1 = first, y - 1
+                    else:
+                        if runs == 1:
+                            if top + 2 > stack.shape[0]:
+                                return -1
+                            stack[top] = (x0, ry0, x1, ry1)
+                            top += 1
+                        if top + 1 > stack.shape[0]:
+                            return -1
+                        stack[top] = (x0, first, x1, y - 1)
+                        top += 1
+                    runs += 1
+                    first = -1
+            if runs != 1:
+                split = True  # several bands pushed (or, defensively, an empty rectangle dropped)
+                break
+            y0, y1 = ry0, ry1
+            j = _log2_floor(y1 - y0 + 1)
+            b = y1 - (1 << j) + 1
+            first = -1
+            runs = 0
+            rx0 = rx1 = -1
+            for x in range(x0, x1 + 2):
+                on = x <= x1 and max(cols[j, y0, x], cols[j, b, x]) >= v
+                if on and first < 0:
+                    first = x
+                elif not on and first >= 0:
+                    if runs == 0:
+                        rx0, rx1 = first, x - 1
+                    else:
+                        if runs == 1:
+                            if top + 2 > stack.shape[0]:
+                                return -1
+                            stack[top] = (rx0, y0, rx1, y1)
+                            top += 1
+                        if top + 1 > stack.shape[0]:
+                            return -1
+                        stack[top] = (first, y0, x - 1, y1)
+                        top += 1
+                    runs += 1
+                    first = -1
+            if runs > 1:
+                split = True
+                break
+            if rx0 == x0 and rx1 == x1:
+                break  # no narrower in either direction: a final cell
+            x0, x1 = rx0, rx1
+        if not split:
+            if n == cap:
+                return -1
+            cells[n] = (x0, y0, x1, y1)
+            n += 1
+    return n
+
+
+@njit(cache=True)
+def _count_at_least(low1, low2, x0, y0, x1, y1, v):
+    """Windows with their top-left pixel in [x0, x1) x [y0, y1): how many have low1 >= v plus low2 >= v."""
+    total = 0
+    for y in range(y0, y1):
+        r1, r2 = low1[y], low2[y]
+        for x in range(x0, x1):
+            total += np.int64(r1[x] >= v) + np.int64(r2[x] >= v)
+    return total
+
+
+@njit(cache=True)
+def _largest_by_windows(cells, n_cells, v, low1, low2, minima, escape):
+    """The cell whose outer contour certainly has the largest area, or -1 (unsure or a tie).
+
+    Cells are counted biggest box first; a cell whose box bound cannot reach the best count so far is skipped.
+    """
+    bound = np.empty(n_cells, np.int64)  # twice the largest possible contour area in the box
+    for c in range(n_cells):
+        bound[c] = 2 * (cells[c, 2] - cells[c, 0]) * (cells[c, 3] - cells[c, 1])
+    order = np.empty(n_cells, np.int64)  # biggest bound first (insertion sort: few cells)
+    for c in range(n_cells):
+        j = c
+        while j > 0 and bound[order[j - 1]] < bound[c]:
+            order[j] = order[j - 1]
+            j -= 1
+        order[j] = c
+    best, best_lo, best_hi, rival_hi = -1, -1, -1, -1  # best certain count; the highest upper bound of the others
+    for c in order:
+        if bound[c] < best_lo:
+            rival_hi = max(rival_hi, bound[c])
+            continue
+        x0, y0, x1, y1 = cells[c, 0], cells[c, 1], cells[c, 2], cells[c, 3]
+        lo = _count_at_least(low1, low2, x0, y0, x1, y1, v)  # exact for a hole-free component
+        hi = lo
+        for m in range(minima.shape[0]):
+            if minima[m, 0] >= v:
+                break
+            if escape[m] >= v and x0 < minima[m, 2] < x1 and y0 < minima[m, 1] < y1:  # may hold a hole
+                hi = bound[c]
+                break
+        if lo > best_lo:
+            if best >= 0:
+                rival_hi = max(rival_hi, best_hi)
+            best, best_lo, best_hi = c, lo, hi
+        else:
+            rival_hi = max(rival_hi, hi)
+    if rival_hi >= best_lo:
+        return -1
+    return best
+
+
+@njit(cache=True)
+def scan_levels(start, values, extents, rows, cols, maxima, group, links, minima, escape, largest, windows4, low1, low2,
+                boxes, counts, cell_of_max, need):
+    """Certified boxes of levels ``start, start + 1, ...`` (``values`` descending: foreground ``u8 >= v``).
+
+    - A component holds a regional maximum: where all maxima alive (value >= v) are known connected
+      (``group``, a union-find over ``maxima``; ``links`` (level, a, b), highest first, are joined on the way
+      down; the caller joins more from contour searches) there is one component, the foreground's extent.
+    - Otherwise the foreground is cut into cells by empty rows and columns (``rows``/``cols``: range-max
+      tables); a cell whose maxima are all in one group is one component and its box is the cell.
+    - All-regions rule: a hole holds an interior minimum below v, strictly inside its component's box and
+      with ``escape`` >= v; a cell with none has no hole.
+    - Largest-region rule, several cells: the cell B with the biggest box wins when its full 2x2 windows (unit
+      squares inside its outer contour: all full windows ``windows4[v]`` minus the other cells' box windows)
+      outnumber the box area (w - 1)(h - 1) of every other cell, which bounds every contour in it; failing
+      that, windows are counted per cell (``low1``/``low2``: smallest and second smallest value of every 2x2
+      window): twice a hole-free component's contour area is (windows >= 3 of its pixels) + (windows with 4).
+    Writes ``boxes[i, :counts[i]]`` and returns the first level not certified (``len(values)`` when none), its
+    cells in ``boxes[i]`` (``counts[i] = -(cells + 1)``) and each alive maximum's cell in ``cell_of_max``. It also
+    returns where ``rows``/``cols`` or ``windows4`` are needed but still empty, with ``need[0]`` = 1 or 2.
+    """
+    n_levels = values.shape[0]
+    cap = boxes.shape[1]
+    n_max = maxima.shape[0]
+    cells = np.empty((cap, 4), np.int64)
+    link = 0
+    for i in range(start, n_levels):
+        v = values[i]
+        while link < links.shape[0] and links[link, 0] >= v:
+            ra, rb = _find(group, links[link, 1]), _find(group, links[link, 2])
+            if ra != rb:
+                group[rb] = ra
+            link += 1
+        alive = 0
+        while alive < n_max and maxima[alive, 0] >= v:
+            alive += 1
+        root = _find(group, 0) if alive > 0 else -1
+        one_group = alive > 0
+        for m in range(1, alive):
+            if _find(group, m) != root:
+                one_group = False
+                break
+        if one_group:
+            cells[0] = extents[i]
+            n_cells = 1
+        else:
+            if rows.shape[0] == 0:
+                need[0] = 1
+                return i
+            n_cells = _xy_cells(rows, cols, v, extents[i], cells)
+        certain = n_cells > 0
+        for m in range(alive):
+            cell_of_max[m] = -1
+        if certain:
+            # each alive maximum's cell; a cell with maxima of two groups may hold two components
+            first_root = np.full(n_cells, -1, np.int64)
+            for m in range(alive):
+                y, x = maxima[m, 1], maxima[m, 2]
+                for c in range(n_cells):
+                    if cells[c, 0] <= x <= cells[c, 2] and cells[c, 1] <= y <= cells[c, 3]:
+                        cell_of_max[m] = c
+                        r = _find(group, m)
+                        if first_root[c] < 0:
+                            first_root[c] = r
+                        elif first_root[c] != r:
+                            certain = False
+                        break
+        if certain and not largest:
+            for m in range(minima.shape[0]):
+                if minima[m, 0] >= v:
+                    break  # sorted ascending: the rest are foreground
+                if escape[m] < v:
+                    continue  # its background runs straight to the border
+                y, x = minima[m, 1], minima[m, 2]
+                for c in range(n_cells):
+                    if cells[c, 0] < x < cells[c, 2] and cells[c, 1] < y < cells[c, 3]:
+                        certain = False
+                        break
+                if not certain:
+                    break
+        if certain and largest and n_cells > 1:
+            if windows4.shape[0] == 0:
+                need[0] = 2
+                return i
+            best = 0
+            for c in range(1, n_cells):
+                area_c = (cells[c, 2] - cells[c, 0]) * (cells[c, 3] - cells[c, 1])
+                if area_c > (cells[best, 2] - cells[best, 0]) * (cells[best, 3] - cells[best, 1]):
+                    best = c
+            others = 0
+            runner_up = 0
+            for c in range(n_cells):
+                if c != best:
+                    a = (cells[c, 2] - cells[c, 0]) * (cells[c, 3] - cells[c, 1])
+                    others += a
+                    runner_up = max(runner_up, a)
+            if windows4[v] - others > runner_up:
+                cells[0] = cells[best]
+                n_cells = 1
+            else:
+                best = _largest_by_windows(cells, n_cells, v, low1, low2, minima, escape)
+                if best >= 0:
+                    cells[0] = cells[best]
+                    n_cells = 1
+                else:
+                    certain = False
+        if not certain:
+            if n_cells > 0:
+                boxes[i, :n_cells] = cells[:n_cells]
+            counts[i] = -(max(n_cells, 0) + 1)
+            return i
+        boxes[i, :n_cells] = cells[:n_cells]
+        counts[i] = n_cells
+    return n_levels
+
+
+@njit(cache=True)
+def at_least_counts(a):
+    """out[v] = number of entries of the 2-D uint8 ``a`` that are >= v, for v in 0..256."""
+    h, w = a.shape
+    hists = np.zeros((4, 257), np.int64)  # four interleaved histograms: fewer stalls on repeated values
+    for y in range(h):
+        x = 0
+        while x + 3 < w:
+            hists[0, a[y, x]] += 1
+            hists[1, a[y, x + 1]] += 1
+            hists[2, a[y, x + 2]] += 1
+            hists[3, a[y, x + 3]] += 1
+            x += 4
+        while x < w:
+            hists[0, a[y, x]] += 1
+            x += 1
+    out = np.zeros(257, np.int64)
+    for v in range(255, -1, -1):
+        out[v] = out[v + 1] + hists[0, v] + hists[1, v] + hists[2, v] + hists[3, v]
+    return out
+
+
+@njit(cache=True)
+def mixed_cells(cells, cell_of_max, group):
+    """Whether some cell holds maxima of two groups (not yet known to be connected)."""
+    first = np.full(cells.shape[0], -1, np.int64)
+    for m in range(cell_of_max.shape[0]):
+        c = cell_of_max[m]
+        if c >= 0:
+            r = _find(group, m)
+            if first[c] < 0:
+                first[c] = r
+            elif first[c] != r:
+                return True
+    return False
+
+
+@njit(cache=True)
+def learn_merges(cells, cell_of_max, outer, group):
+    """A cell holding exactly one outer contour (``outer``: their boxes) is one component: join its maxima."""
+    for c in range(cells.shape[0]):
+        inside = 0
+        for k in range(outer.shape[0]):
+            if cells[c, 0] <= outer[k, 0] and outer[k, 2] <= cells[c, 2] and cells[c, 1] <= outer[k, 1] and outer[k, 3] <= cells[c, 3]:
+                inside += 1
+        if inside != 1:
+            continue
+        root = -1
+        for m in range(cell_of_max.shape[0]):
+            if cell_of_max[m] == c:
+                r = _find(group, m)
+                if root < 0:
+                    root = r
+                elif r != root:
+                    group[r] = root
