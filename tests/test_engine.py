@@ -197,3 +197,21 @@ def test_run_on_bad_data_stops_before_training_or_skips_when_asked(synth, tmp_pa
     assert "skipped 1 bad samples" in out.replace("\n", " ")
     (metrics,) = (tmp_path / "runs").rglob("metrics.json")
     assert json.loads(metrics.read_text())["skipped_bad_samples"] == 1
+
+
+def test_run_on_wsolevaluation_metadata_with_data_options(tmp_path, run_cli):
+    """Reader options reach the dataset from the command line (--data-option), and a wrong one is one line."""
+    from test_data_wsoleval import write_wsoleval
+
+    write_wsoleval(tmp_path / "images", tmp_path / "metadata", name="CUB")
+    args = ["run", "-m", "cam", "-b", "test_resnet", "-d", "wsoleval", "--data-root", tmp_path / "images",
+            "--data-option", f"metadata={tmp_path / 'metadata'}", "--data-option", "name=CUB", "--epochs", "1",
+            "--batch-size", "2", "--input-size", "32", "--no-progress"]
+    code, out, err = run_cli(*args, "--out", tmp_path / "runs")
+    assert code == 0, out + err
+    (metrics,) = (tmp_path / "runs").rglob("metrics.json")
+    result = json.loads(metrics.read_text())
+    assert result["protocol"] == "wsoleval" and result["n_test"] == 2 and result["n_val"] == 1
+
+    code, out, err = run_cli(*args, "--data-option", "colour=blue", "--out", tmp_path / "runs2")
+    assert code == 1 and "colour" in out and "Traceback" not in out + err

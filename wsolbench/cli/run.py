@@ -26,6 +26,8 @@ def run_command(
     dataset: Annotated[Optional[list[str]], _opt("Dataset (repeatable). Default: synthetic.", "--dataset", "-d")] = None,
     seeds: Annotated[Optional[list[int]], _opt("Seeds: --seeds 0 1 2 (or --seed N).", "--seeds", "--seed")] = None,
     data_root: Annotated[Optional[Path], _opt("Dataset folder (synthetic: generated there if empty).", "--data-root")] = None,
+    data_options: Annotated[Optional[list[str]], _opt("Dataset reader option key=value (repeatable), e.g. "
+                                                      "--data-option metadata=~/wsolevaluation/metadata.", "--data-option")] = None,
     epochs: Annotated[Optional[int], _opt("Training epochs.", "--epochs")] = None,
     batch_size: Annotated[Optional[int], _opt("Images per step over all processes.", "--batch-size")] = None,
     lr: Annotated[Optional[float], _opt("Base learning rate (head x10, biases x2 on top).", "--lr")] = None,
@@ -74,7 +76,8 @@ def run_command(
             user_settings = parse_settings(settings)
             method_settings = {**defaults.pop("method_settings", {}), **user_settings}
             base = RunConfig(dataset=name, out=str(out), device=device, amp=amp, channels_last=channels_last,
-                             num_workers=workers, skip_bad=skip_bad, **defaults, method_settings=method_settings)
+                             num_workers=workers, skip_bad=skip_bad, **defaults, method_settings=method_settings,
+                             dataset_options=parse_settings(data_options))
             base = dataclasses.replace(base, **{k: v for k, v in given.items() if v is not None})
             configs += expand(base, method or (MAIN_JOB_METHODS if main_job else None), backbone, [name], seeds,
                               default_settings=set(method_settings) - set(user_settings))

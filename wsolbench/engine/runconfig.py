@@ -23,6 +23,7 @@ class RunConfig:
     backbone: str = "resnet10t"
     dataset: str = "synthetic"
     data_root: str | None = None
+    dataset_options: dict = field(default_factory=dict)  # the reader's keyword arguments, e.g. metadata, class_order
     protocol: str | None = None  # None: the dataset's default protocol
     extra_protocols: list = field(default_factory=list)  # also scored from the same maps: eval-NAME.json
     threshold_policy: str = "val"  # val | test-optimal | fixed:T

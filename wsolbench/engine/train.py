@@ -67,8 +67,11 @@ def build(cfg: RunConfig, device: torch.device, info: D.DistInfo, log=print) -> 
 
     load_builtin()
     method_entry = METHODS.get(cfg.method)
-    dataset_kwargs = {"root": Path(cfg.data_root)} if cfg.data_root else {}
-    dataset = DATASETS.build(cfg.dataset, **dataset_kwargs)
+    dataset_kwargs = {**cfg.dataset_options, **({"root": Path(cfg.data_root)} if cfg.data_root else {})}
+    try:
+        dataset = DATASETS.build(cfg.dataset, **dataset_kwargs)
+    except TypeError as exc:  # an option the reader does not take
+        raise WsolbenchError(f"dataset {cfg.dataset}: {exc} (--data-option key=value)") from None
     splits = ensure_valid(dataset, ("train", "val", "test"), skip_bad=cfg.skip_bad)  # bad data: error before training
     skipped = splits.skipped_count
     if skipped:
