@@ -4,7 +4,9 @@
   (8-connected) or interior regional minima (4-connected) of a uint8 map, one pixel each;
 - ``line_links``, ``escape_values``: cheap certificates that two maxima are connected below a value, and
   that a minimum's background reaches the border above one;
-- ``level_extents``: each level's foreground box; ``at_least_counts``: a cumulative histogram;
+- ``levels_and_extents`` (``distinct_levels``, ``level_extents``): thresholds to distinct levels, and each
+  level's foreground box; ``fill_window_lows`` (``at_least_counts``): 2x2 window lows and their cumulative
+  histogram;
 - ``scan_levels``: boxes level after level while they can be certified without a contour search;
 - ``gather_boxes``: every level's boxes in one array.
 
@@ -25,7 +27,7 @@ def _find(parent, a):
 
 
 @njit(cache=True)
-def extremum_zones(u8, cand, words, diagonal, interior):
+def extremum_zones(u8, cand, words, diagonal, interior, runs, highest_first):
     """The flat zones of candidate pixels that are true extrema: one row (value, y, x) per zone.
 
     ``cand`` (h x w8, uint8, w8 >= w a multiple of 8, padding 0) marks pixels equal to their neighbourhood's
@@ -33,26 +35,24 @@ def extremum_zones(u8, cand, words, diagonal, interior):
     Candidate zones (8-connected when ``diagonal``, else 4) are single-valued; a zone is an extremum unless a
     neighbour outside it has its value (that neighbour has a higher/lower neighbour: the flat zone goes on).
     ``interior`` drops zones touching the image border. Works on row runs: cost ~ candidates + pixels / 8.
+    ``runs``: scratch, int64 (4, >= h * (w // 2 + 1)), uninitialised. Rows are sorted by value (stable),
+    highest first when ``highest_first``, else lowest first.
     """
     h, w = u8.shape
     n_words = words.shape[1]
     d = 1 if diagonal else 0
-    cap = h * (w // 2 + 1)  # at most this many runs
-    run_y = np.empty(cap, np.int32)
-    run_x = np.empty(cap, np.int32)
-    parent = np.empty(cap, np.int64)
-    spoiled = np.zeros(cap, np.bool_)
+    run_y, run_x, parent, spoiled = runs[0], runs[1], runs[2], runs[3]  # at most h * (w // 2 + 1) runs
     n = 0
-    labels = np.full((2, w + 1), -1, np.int64)  # run of each pixel of the previous and the current row
+    # run of each pixel of the previous and the current row; an entry is current when its run is on that row
+    labels = np.full((2, w + 1), -1, np.int64)
     for y in range(h):
         cur = y & 1
         prev = 1 - cur
-        # clear the current row's labels where the row two back had runs (they are the stale ones)
+        any_word = np.uint64(0)
         for k in range(n_words):
-            if y >= 2 and words[y - 2, k] != 0:
-                for x in range(8 * k, min(8 * k + 8, w)):
-                    labels[cur, x] = -1
-        k = 0
+            any_word |= words[y, k]
+        if any_word == 0:
+            continue  # no candidate on the row
         x = 0
         while x < w:
             if x % 8 == 0 and words[y, x // 8] == 0:
@@ -71,6 +71,7 @@ def extremum_zones(u8, cand, words, diagonal, interior):
             run_y[r] = y
             run_x[r] = x0
             parent[r] = r
+            spoiled[r] = 0
             bad = (x0 > 0 and u8[y, x0 - 1] == val) or (x1 < w - 1 and u8[y, x1 + 1] == val)
             if interior and (y == 0 or y == h - 1 or x0 == 0 or x1 == w - 1):
                 bad = True
@@ -81,13 +82,13 @@ def extremum_zones(u8, cand, words, diagonal, interior):
                 last = -1
                 for xx in range(lo, hi + 1):
                     q = labels[prev, xx]
-                    if q >= 0:  # an adjacent candidate: same value, same zone
+                    if q >= 0 and run_y[q] == y - 1:  # an adjacent candidate: same value, same zone
                         if q != last:
                             last = q
                             ra, rb = _find(parent, q), _find(parent, r)
                             if ra != rb:
                                 parent[rb] = ra
-                                spoiled[ra] = spoiled[ra] or spoiled[rb]
+                                spoiled[ra] = spoiled[ra] | spoiled[rb]
                     elif u8[y - 1, xx] == val:
                         bad = True
             if y < h - 1:
@@ -95,17 +96,19 @@ def extremum_zones(u8, cand, words, diagonal, interior):
                     if u8[y + 1, xx] == val and cand[y + 1, xx] == 0:
                         bad = True
             if bad:
-                spoiled[_find(parent, r)] = True
+                spoiled[_find(parent, r)] = 1
             x += 1
     out = np.empty((n, 3), np.int64)
     k = 0
     for r in range(n):
-        if parent[r] == r and not spoiled[r]:
+        if parent[r] == r and spoiled[r] == 0:
             out[k, 0] = u8[run_y[r], run_x[r]]
             out[k, 1] = run_y[r]
             out[k, 2] = run_x[r]
             k += 1
-    return out[:k]
+    out = out[:k]
+    key = -out[:, 0] if highest_first else out[:, 0].copy()
+    return out[np.argsort(key, kind="mergesort")]
 
 
 @njit(cache=True)
@@ -158,8 +161,14 @@ def drop_climbing(u8, cand):
 @njit(cache=True)
 def level_extents(u8, values):
     """The bounding box (x0, y0, x1, y1) of ``u8 >= v`` for each of ``values`` (descending, each <= the max)."""
-    h, w = u8.shape
     rows, cols = row_col_max(u8)
+    return _extents_of(rows, cols, values)
+
+
+@njit(cache=True)
+def _extents_of(rows, cols, values):
+    """``level_extents`` from the map's row and column maxima."""
+    h, w = rows.shape[0], cols.shape[0]
     # the first row/column from each side whose max reaches v: on running maxima from that side, which
     # rise monotonically, a pointer walks back as v descends
     ext = np.empty((values.shape[0], 4), np.int64)
@@ -253,7 +262,7 @@ def escape_values(u8, minima):
 def line_links(u8, maxima, neighbours):
     """Links (level, a, b) between maxima: the smallest value on the straight 8-connected pixel line from a
     to b; at any level <= it, a and b are in one component. Each maximum is linked to its ``neighbours``
-    nearest others (unsorted)."""
+    nearest others; highest level first (stable)."""
     n = maxima.shape[0]
     k = min(neighbours, n - 1)
     links = np.empty((max(n * k, 0), 3), np.int64)
@@ -272,16 +281,34 @@ def line_links(u8, maxima, neighbours):
             y0, x0, y1, x1 = maxima[a, 1], maxima[a, 2], maxima[b, 1], maxima[b, 2]
             steps = max(abs(y1 - y0), abs(x1 - x0))
             low = min(u8[y0, x0], u8[y1, x1])
+            # point s is (y0 + (2 dy s + steps) // (2 steps), same for x): rounded to the nearest pixel, so
+            # consecutive points differ by at most 1 in each axis. The floor divisions are kept incrementally
+            # (quotient q, remainder r in [0, 2 steps)): each step adds 2 dy, at most one carry.
+            den = max(2 * steps, 1)  # steps 0 (one pixel): no point in between
+            qy, ry = y0 + steps // den, steps % den
+            qx, rx = x0 + steps // den, steps % den
             for s in range(1, steps):
-                # rounding to the nearest pixel: consecutive points differ by at most 1 in each axis
-                yy = y0 + ((y1 - y0) * s * 2 + steps) // (2 * steps)
-                xx = x0 + ((x1 - x0) * s * 2 + steps) // (2 * steps)
-                low = min(low, u8[yy, xx])
+                ry += 2 * (y1 - y0)
+                if ry >= den:
+                    ry -= den
+                    qy += 1
+                elif ry < 0:
+                    ry += den
+                    qy -= 1
+                rx += 2 * (x1 - x0)
+                if rx >= den:
+                    rx -= den
+                    qx += 1
+                elif rx < 0:
+                    rx += den
+                    qx -= 1
+                low = min(low, u8[qy, qx])
             links[count, 0] = low
             links[count, 1] = a
             links[count, 2] = b
             count += 1
-    return links[:count]
+    links = links[:count]
+    return links[np.argsort(-links[:, 0], kind="mergesort")]
 
 
 @njit(cache=True)
@@ -293,14 +320,14 @@ def _log2_floor(n):
 
 
 @njit(cache=True)
-def _xy_cells(rows, cols, v, extent, cells):
+def _xy_cells(rows, cols, v, extent, cells, stack):
     """Split the foreground ``>= v`` inside ``extent`` by empty rows and columns, recursively.
 
     Every cell returned holds whole 8-connected components (an empty row or column band separates them) and is
     their tight bounding box; returns the number of cells written to ``cells`` (-1 if more than fit).
+    ``stack``: scratch, (>= 4 * len(cells) + 4, 4) int64.
     """
     cap = cells.shape[0]
-    stack = np.empty((4 * cap + 4, 4), np.int64)
     stack[0] = extent
     top = 1
     n = 0
@@ -429,8 +456,8 @@ def _largest_by_windows(cells, n_cells, v, low1, low2, minima, escape):
 
 
 @njit(cache=True)
-def scan_levels(start, values, extents, rows, cols, maxima, group, links, minima, escape, largest, windows4, low1, low2,
-                boxes, counts, cell_of_max, need):
+def scan_levels(start, values, extents, rows, cols, maxima, group, links, minima, escape, minima_known, largest, windows4,
+                low1, low2, boxes, counts, cell_of_max, need):
     """Certified boxes of levels ``start, start + 1, ...`` (``values`` descending: foreground ``u8 >= v``).
 
     - A component holds a regional maximum: where all maxima alive (value >= v) are known connected
@@ -444,15 +471,20 @@ def scan_levels(start, values, extents, rows, cols, maxima, group, links, minima
       squares inside its outer contour: all full windows ``windows4[v]`` minus the other cells' box windows)
       outnumber the box area (w - 1)(h - 1) of every other cell, which bounds every contour in it; failing
       that, windows are counted per cell (``low1``/``low2``: smallest and second smallest value of every 2x2
-      window): twice a hole-free component's contour area is (windows >= 3 of its pixels) + (windows with 4).
+      window): twice a hole-free component's contour area is (windows >= 3 of its pixels) + (windows with 4),
+      and a lower bound of it with holes; a rival cell that may hold a hole (see above: ``minima``, needed
+      here in both rules) is only bounded by its box.
     Writes ``boxes[i, :counts[i]]`` and returns the first level not certified (``len(values)`` when none), its
     cells in ``boxes[i]`` (``counts[i] = -(cells + 1)``) and each alive maximum's cell in ``cell_of_max``. It also
-    returns where ``rows``/``cols`` or ``windows4`` are needed but still empty, with ``need[0]`` = 1 or 2.
+    returns where ``rows``/``cols``, ``windows4`` or ``minima`` (``minima_known`` False) are needed but still
+    empty, with ``need[0]`` = 1, 2 or 3.
     """
     n_levels = values.shape[0]
     cap = boxes.shape[1]
     n_max = maxima.shape[0]
     cells = np.empty((cap, 4), np.int64)
+    stack = np.empty((4 * cap + 4, 4), np.int64)  # scratch of _xy_cells
+    first_root = np.empty(cap, np.int64)
     link = 0
     for i in range(start, n_levels):
         v = values[i]
@@ -477,13 +509,13 @@ def scan_levels(start, values, extents, rows, cols, maxima, group, links, minima
             if rows.shape[0] == 0:
                 need[0] = 1
                 return i
-            n_cells = _xy_cells(rows, cols, v, extents[i], cells)
+            n_cells = _xy_cells(rows, cols, v, extents[i], cells, stack)
         certain = n_cells > 0
         for m in range(alive):
             cell_of_max[m] = -1
         if certain:
             # each alive maximum's cell; a cell with maxima of two groups may hold two components
-            first_root = np.full(n_cells, -1, np.int64)
+            first_root[:n_cells] = -1
             for m in range(alive):
                 y, x = maxima[m, 1], maxima[m, 2]
                 for c in range(n_cells):
@@ -528,6 +560,9 @@ def scan_levels(start, values, extents, rows, cols, maxima, group, links, minima
                 cells[0] = cells[best]
                 n_cells = 1
             else:
+                if not minima_known:
+                    need[0] = 3
+                    return i
                 best = _largest_by_windows(cells, n_cells, v, low1, low2, minima, escape)
                 if best >= 0:
                     cells[0] = cells[best]
@@ -599,3 +634,55 @@ def learn_merges(cells, cell_of_max, outer, group):
                     root = r
                 elif r != root:
                     group[r] = root
+
+
+@njit(cache=True)
+def fill_window_lows(u8, low1, low2):
+    """Smallest (``low1``) and second smallest (``low2``) value of every 2x2 window, in place; returns how
+    many windows have their smallest value >= v, for v in 0..256."""
+    h, w = u8.shape
+    for y in range(h - 1):
+        top, bottom, l1, l2 = u8[y], u8[y + 1], low1[y], low2[y]
+        for x in range(w - 1):
+            a, b, c, d = top[x], top[x + 1], bottom[x], bottom[x + 1]
+            lo_ab, hi_ab, lo_cd, hi_cd = min(a, b), max(a, b), min(c, d), max(c, d)
+            l1[x] = min(lo_ab, lo_cd)
+            l2[x] = min(max(lo_ab, lo_cd), min(hi_ab, hi_cd))
+    return at_least_counts(low1)
+
+
+@njit(cache=True)
+def distinct_levels(cuts, top):
+    """Distinct cuts as levels, highest first: (values ``cut + 1`` of the levels with foreground, i.e.
+    ``<= top``; how many levels have none; each cut's level)."""
+    order = np.argsort(cuts)
+    n = cuts.shape[0]
+    level_of = np.empty(n, np.int64)
+    distinct = np.empty(n, np.int64)
+    k = 0
+    for r in range(n - 1, -1, -1):  # highest cut first
+        c = cuts[order[r]]
+        if k == 0 or distinct[k - 1] != c:
+            distinct[k] = c
+            k += 1
+        level_of[order[r]] = k - 1
+    n_empty = 0
+    while n_empty < k and distinct[n_empty] + 1 > top:
+        n_empty += 1
+    values = distinct[n_empty:k] + 1
+    return values, n_empty, level_of
+
+
+@njit(cache=True)
+def levels_and_extents(u8, thresholds):
+    """The levels of ``thresholds`` (1-D float64) on ``u8``: the reference's cut ``int(t * max)`` of each
+    (float64 product, truncated), as ``distinct_levels`` returns them, with each level's ``level_extents``."""
+    rows, cols = row_col_max(u8)
+    top = 0
+    for y in range(rows.shape[0]):
+        top = max(top, np.int64(rows[y]))
+    cuts = np.empty(thresholds.shape[0], np.int64)
+    for j in range(thresholds.shape[0]):
+        cuts[j] = np.int64(thresholds[j] * np.float64(top))
+    values, n_empty, level_of = distinct_levels(cuts, top)
+    return values, n_empty, level_of, _extents_of(rows, cols, values)

@@ -17,7 +17,9 @@ map, in O(pixels)), so most levels are certified without tracing a contour (``_l
 - all-regions rule: no hole where no interior minimum below the level lies strictly inside a cell, not
   counting a minimum with a straight row or column path below the level to the border;
 - largest rule, several cells: the winner is certified by counts of 2x2 windows (full windows are unit
-  squares inside an outer contour; a box of w x h bounds every contour in it by (w - 1)(h - 1)).
+  squares inside an outer contour; a box of w x h bounds every contour in it by (w - 1)(h - 1)); a rival
+  cell that may hold a hole (interior minima, as above, found when first needed) is bounded by its box only,
+  since the hole adds to its outer contour's area.
 A level that fails runs OpenCV's contour search on the foreground's extent, which is then its answer.
 In "auto" mode, noisy maps (more than ``MAX_MAXIMA`` maxima) are searched level by level, and so is the rest
 of a map once most of its levels have needed a search.
@@ -75,9 +77,11 @@ def threshold_cuts(u8: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
 
 
 def _candidates(u8: np.ndarray, neighbourhood: np.ndarray, above_zero: bool):
-    """Pixels equal to their neighbourhood's max (or min), as a zero-padded mask and its uint64 words."""
+    """Pixels equal to their neighbourhood's max (or min), as a zero-padded mask and its uint64 words (the
+    mask is kept per thread and overwritten by the next call)."""
     h, w = u8.shape
-    mask = np.zeros((h, (w + 7) // 8 * 8), np.uint8)
+    mask = _reused("mask", (h, (w + 7) // 8 * 8), np.uint8)
+    mask[:, w:] = 0  # the padding (a map of another width may have used it)
     cv2.compare(u8, neighbourhood, cv2.CMP_EQ, dst=mask[:, :w])
     if above_zero:
         cv2.min(mask[:, :w], u8, dst=mask[:, :w])  # 255 -> the value: 0 stays out
@@ -89,8 +93,7 @@ def regional_maxima(u8: np.ndarray) -> np.ndarray:
     higher neighbour), highest first."""
     mask, words = _candidates(u8, cv2.dilate(u8, _K3), True)
     _compiled().drop_climbing(u8, mask)  # most of the flat terraces: no maximum there
-    zones = _compiled().extremum_zones(u8, mask, words, True, False)
-    return zones[np.argsort(-zones[:, 0], kind="stable")]
+    return _compiled().extremum_zones(u8, mask, words, True, False, _runs(u8), True)
 
 
 def interior_minima(u8: np.ndarray) -> np.ndarray:
@@ -99,8 +102,7 @@ def interior_minima(u8: np.ndarray) -> np.ndarray:
     the hole-free certificate only needs every hole's lowest zone to be listed)."""
     mask, words = _candidates(u8, cv2.erode(u8, _CROSS), False)
     _compiled().drop_escaping(u8, mask)  # most of a map's flat background: no hole can hold it
-    zones = _compiled().extremum_zones(u8, mask, words, False, True)
-    return zones[np.argsort(zones[:, 0], kind="stable")]
+    return _compiled().extremum_zones(u8, mask, words, False, True, _runs(u8), False)
 
 
 _scratch = threading.local()
@@ -115,32 +117,44 @@ def _reused(name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
     return cached
 
 
+def _runs(u8: np.ndarray) -> np.ndarray:
+    """Scratch rows for ``extremum_zones``: room for every row run of the map."""
+    h, w = u8.shape
+    return _reused("runs", (4, h * (w // 2 + 1)), np.int64)
+
+
 def range_max_tables(u8: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """rows[j, y, x] = max u8[y, x : x + 2**j], cols[j, y, x] = max u8[y : y + 2**j, x] (sparse tables:
-    the max of any row or column segment is the max of two entries; entries past the end are unset).
+    the max of any row or column segment is the max of two entries; entries past the end hold other values).
     The arrays are reused by the next call in the same thread."""
     h, w = u8.shape
-    n = max(h, w).bit_length()
-    rows = _reused("rows", (n, h, w), np.uint8)
-    cols = _reused("cols", (n, h, w), np.uint8)
-    rows[0] = cols[0] = u8
-    for j in range(1, n):
-        s = 1 << (j - 1)
-        if w - 2 * s + 1 > 0:
-            cv2.max(rows[j - 1, :, : w - 2 * s + 1], rows[j - 1, :, s : w - s + 1], dst=rows[j, :, : w - 2 * s + 1])
-        if h - 2 * s + 1 > 0:
-            cv2.max(cols[j - 1, : h - 2 * s + 1], cols[j - 1, s : h - s + 1], dst=cols[j, : h - 2 * s + 1])
-    return rows, cols
+    key = (h, w)
+    if getattr(_scratch, "tables_key", None) != key:
+        # flat tables: a shift by 2**j pixels (rows) or rows (columns) is one contiguous np.maximum; the
+        # views are made once per shape (their slicing costs as much as the maxima)
+        n, size = max(h, w).bit_length(), h * w
+        rows, cols = np.empty((n, size), np.uint8), np.empty((n, size), np.uint8)
+        steps = []
+        for j in range(1, n):
+            for flat, shift in ((rows, 1 << (j - 1)), (cols, (1 << (j - 1)) * w)):
+                if shift < size:
+                    steps.append((flat[j - 1, : size - shift], flat[j - 1, shift:], flat[j, : size - shift]))
+        _scratch.tables = rows, cols, steps, rows.reshape(n, h, w), cols.reshape(n, h, w)
+        _scratch.tables_key = key
+    rows, cols, steps, rows3, cols3 = _scratch.tables
+    rows[0] = cols[0] = u8.reshape(-1)
+    for a, b, out in steps:
+        np.maximum(a, b, out=out)
+    return rows3, cols3
 
 
 def window_lows(u8: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Smallest and second smallest value of every 2x2 window inside the image, and how many windows have
     their smallest value >= v (v in 0..256)."""
-    a, b, c, d = u8[:-1, :-1], u8[:-1, 1:], u8[1:, :-1], u8[1:, 1:]
-    lo_ab, hi_ab, lo_cd, hi_cd = cv2.min(a, b), cv2.max(a, b), cv2.min(c, d), cv2.max(c, d)
-    low1 = cv2.min(lo_ab, lo_cd)
-    low2 = cv2.min(cv2.max(lo_ab, lo_cd), cv2.min(hi_ab, hi_cd))
-    return low1, low2, _compiled().at_least_counts(low1)
+    h, w = u8.shape
+    low1 = np.empty((h - 1, w - 1), np.uint8)
+    low2 = np.empty((h - 1, w - 1), np.uint8)
+    return low1, low2, _compiled().fill_window_lows(u8, low1, low2)
 
 
 def _search_level(u8: np.ndarray, value: int, extent: np.ndarray, multi_contour: bool):
@@ -188,12 +202,8 @@ def threshold_boxes(u8: np.ndarray, thresholds: np.ndarray, multi_contour: bool,
     kernels = _compiled()
     if min(u8.shape) < 2:
         mode = "per-level"  # no 2x2 windows: nothing to certify with
-    cuts, level_of = np.unique(threshold_cuts(u8, thresholds), return_inverse=True)
-    level_of = len(cuts) - 1 - level_of.reshape(-1)  # levels are scanned from the highest cut down
-    values = cuts[::-1] + 1  # foreground u8 >= value; empty above the max
-    n_empty = int(np.count_nonzero(values > u8.max()))
-    values = np.ascontiguousarray(values[n_empty:])
-    extents = kernels.level_extents(u8, values)
+    # levels are scanned from the highest cut down; foreground u8 >= value, empty above the max
+    values, n_empty, level_of, extents = kernels.levels_and_extents(u8, np.asarray(thresholds, np.float64).reshape(-1))
 
     maxima = regional_maxima(u8) if mode != "per-level" else None
     if mode == "per-level" or (mode == "auto" and len(maxima) > MAX_MAXIMA):
@@ -204,18 +214,25 @@ def threshold_boxes(u8: np.ndarray, thresholds: np.ndarray, multi_contour: bool,
     counts = np.zeros(len(values), np.int64)
     group = np.arange(len(maxima), dtype=np.int64)
     cell_of_max = np.full(len(maxima), -1, np.int64)
-    links = kernels.line_links(u8, maxima, LINKED_NEIGHBOURS)
-    links = links[np.argsort(-links[:, 0], kind="stable")]  # joined on the way down: highest first
-    minima = interior_minima(u8) if multi_contour else np.zeros((0, 3), np.int64)
+    links = kernels.line_links(u8, maxima, LINKED_NEIGHBOURS)  # joined on the way down: highest first
+    # interior minima (where holes may be): the all-regions rule needs them; the largest rule only when boxes
+    # and full windows do not settle the winner (a rival's hole adds to its outer contour's area)
+    minima_known = multi_contour
+    minima = interior_minima(u8) if minima_known else np.zeros((0, 3), np.int64)
     escape = kernels.escape_values(u8, minima)
     rows = cols = np.zeros((0, 1, 1), np.uint8)  # made when first needed
     windows4 = np.zeros(0, np.int64)
     low1 = low2 = np.zeros((1, 1), np.uint8)
+    if len(maxima) > 1:  # some level will almost surely need them: made now, the scan runs through
+        if 2 * max(u8.shape).bit_length() * u8.size <= MAX_TABLE_BYTES:
+            rows, cols = range_max_tables(u8)
+        if not multi_contour:
+            low1, low2, windows4 = window_lows(u8)
     need = np.zeros(1, np.int64)
     searched: dict[int, np.ndarray] = {}
     i = 0
     while i < len(values):
-        i = kernels.scan_levels(i, values, extents, rows, cols, maxima, group, links, minima, escape,
+        i = kernels.scan_levels(i, values, extents, rows, cols, maxima, group, links, minima, escape, minima_known,
                                 not multi_contour, windows4, low1, low2, boxes, counts, cell_of_max, need)
         if i == len(values):
             break
@@ -225,6 +242,12 @@ def threshold_boxes(u8: np.ndarray, thresholds: np.ndarray, multi_contour: bool,
             continue
         if need[0] == 2:
             low1, low2, windows4 = window_lows(u8)
+            need[0] = 0
+            continue
+        if need[0] == 3:
+            minima_known = True
+            minima = interior_minima(u8)
+            escape = kernels.escape_values(u8, minima)
             need[0] = 0
             continue
         need[0] = 0

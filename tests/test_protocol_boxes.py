@@ -256,3 +256,51 @@ def test_without_range_tables_levels_are_searched(monkeypatch):
     u8 = ((m - m.min()) / (m.max() - m.min()) * 255).astype(np.uint8)
     for multi in (False, True):
         _same_as_reference(u8, np.arange(0, 1, 0.01), multi, modes=("one-pass",))
+
+
+def test_line_links_take_the_smallest_value_on_the_rounded_straight_line():
+    from wsolbench.protocols._level_boxes_kernels import line_links
+
+    rng = np.random.default_rng(12)
+    for _ in range(40):
+        h, w = (int(v) for v in rng.integers(2, 50, 2))
+        u8 = rng.integers(0, 256, (h, w), dtype=np.uint8)
+        n = int(rng.integers(1, 10))
+        ys, xs = rng.integers(0, h, n), rng.integers(0, w, n)
+        maxima = np.stack([u8[ys, xs], ys, xs], 1).astype(np.int64)
+        links = line_links(u8, maxima, 4)
+        assert len(links) == n * min(4, n - 1)
+        assert list(links[:, 0]) == sorted(links[:, 0], reverse=True)
+        for low, a, b in links.tolist():
+            (y0, x0), (y1, x1) = maxima[a, 1:], maxima[b, 1:]
+            steps = max(abs(y1 - y0), abs(x1 - x0))
+            # point s of the line rounded to the nearest pixel, written with plain floor divisions
+            line = [(y0 + ((y1 - y0) * s * 2 + steps) // (2 * steps), x0 + ((x1 - x0) * s * 2 + steps) // (2 * steps)) for s in range(1, steps)]
+            assert low == min(int(u8[y, x]) for y, x in [(y0, x0), (y1, x1), *line])
+
+
+def test_regional_maxima_on_maps_of_alternating_widths():
+    # widths 23 and 17 share the scratch mask's padded width (24): the narrower call must not see the wider
+    # call's candidates past its own columns
+    rng = np.random.default_rng(5)
+    for width in (23, 17, 23, 20, 17):
+        grid = rng.random((3, 3)).astype(np.float32)
+        u8 = (cv2.resize(grid, (width, 15), interpolation=cv2.INTER_CUBIC).clip(0, 1) * 6).round().astype(np.uint8) * 40
+        labels8, is_max, _ = _flat_zones(u8, 8)
+        found = {int(labels8[y, x]) for _, y, x in regional_maxima(u8).tolist()}
+        assert found == {z for z, ok in is_max.items() if ok}
+
+
+def test_largest_rule_counts_a_rival_ring_by_its_outer_contour():
+    # a thin diagonal band has more full 2x2 windows than a thin square ring, but the ring's outer contour
+    # encloses its hole: the ring is the largest region (its box, not the band's)
+    for width, length, ring in ((2, 10, 1), (3, 20, 2), (4, 30, 3)):
+        u8 = np.zeros((64, 64), np.uint8)
+        for k in range(length):
+            u8[2 + k, 2 + k : 2 + k + width] = 200
+        u8[2, 2] = 250
+        u8[46:60, 46:60] = 150
+        u8[46 + ring : 60 - ring, 46 + ring : 60 - ring] = 0
+        u8[46, 46] = 180
+        assert boxes_at(u8, 0.3, multi=False) == [(46, 46, 59, 59)]
+        _same_as_reference(u8, np.arange(0, 1, 0.02), multi=False)
