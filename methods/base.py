@@ -101,7 +101,4 @@ class Method(nn.Module):
 
 def build_method(name: str, backbone: nn.Module | None, num_classes: int, **overrides) -> Method:
     """Build a registered method; ``overrides`` win over the registration's defaults."""
-    from wsolbench.plugins import load_builtin
-
-    load_builtin()
     return METHODS.build(name, backbone, num_classes, **overrides)

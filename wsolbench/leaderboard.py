@@ -126,9 +126,8 @@ def summary_table(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _reported_rows(dataset: str) -> pd.DataFrame:
-    rep = reported_table()
-    rep = rep[rep["dataset"] == dataset]
+def _reported_rows(reported: pd.DataFrame, dataset: str) -> pd.DataFrame:
+    rep = reported[reported["dataset"] == dataset]
     rows = []
     for _, r in rep.iterrows():
         label = f"{r['method']} (reported, paper {r['table']}" + (f", {r['input_size']} px" if r["input_size"] else "")
@@ -147,13 +146,14 @@ def write_leaderboards(runs_dir: Path, out_dir: Path, console=None) -> list[Path
     for line in problems:
         if console is not None:
             console.print(f"[yellow]warning:[/] {line}", highlight=False)
+    paper = reported_table()  # read once
     written = []
     for (dataset, protocol), group in df.groupby(["dataset", "protocol"], sort=True):
         stem = f"{dataset}-{protocol}"
         csv_path, md_path = out_dir / f"{stem}.csv", out_dir / f"{stem}.md"
         write_text(csv_path, group.to_csv(index=False, float_format="%.4f", lineterminator="\n"))
         table = summary_table(group)
-        reported = _reported_rows(dataset)
+        reported = _reported_rows(paper, dataset)
         text = [f"# {dataset}: measured runs under the `{protocol}` protocol", "",
                 "Each row: mean ± sample standard deviation (ddof=1) over seeds, in percent; one seed shows its value.",
                 "Threshold: the box threshold and the policy that chose it (`val`: chosen on the held-out split).",
@@ -165,7 +165,6 @@ def write_leaderboards(runs_dir: Path, out_dir: Path, console=None) -> list[Path
                      "", reported.to_markdown(index=False), ""]
         write_text(md_path, "\n".join(text))
         written += [md_path, csv_path]
-    rep = reported_table()
-    write_text(out_dir / "reported.csv", rep.to_csv(index=False, float_format="%.2f", lineterminator="\n"))
+    write_text(out_dir / "reported.csv", paper.to_csv(index=False, float_format="%.2f", lineterminator="\n"))
     written.append(out_dir / "reported.csv")
     return written

@@ -24,10 +24,8 @@ class GridResult:
 
 def expand(base: RunConfig, methods, backbones, datasets, seeds, default_settings=None) -> list[RunConfig]:
     """The product of the lists; each method gets the ``--set`` keys its config has (a key no method has is an error)."""
-    from wsolbench.plugins import load_builtin
     from wsolbench.registry import METHODS
 
-    load_builtin()
     methods = methods or [base.method]
     fields = {m: {f.name for f in dataclasses.fields(METHODS.get(m).obj.Config)} for m in methods}
     unused = set(base.method_settings) - set().union(*fields.values()) - set(default_settings or ())

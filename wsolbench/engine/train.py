@@ -62,10 +62,8 @@ class Setup:
 def build(cfg: RunConfig, device: torch.device, info: D.DistInfo, log=print) -> Setup:
     from wsolbench.backbones import build_backbone
     from wsolbench.data.validate import ensure_valid
-    from wsolbench.plugins import load_builtin
-    from wsolbench.registry import DATASETS, METHODS, PROTOCOLS
+    from wsolbench.registry import DATASETS, METHODS, PROTOCOLS  # they import the built-in plugins on first lookup
 
-    load_builtin()
     method_entry = METHODS.get(cfg.method)
     dataset_kwargs = {**cfg.dataset_options, **({"root": Path(cfg.data_root)} if cfg.data_root else {})}
     try:
