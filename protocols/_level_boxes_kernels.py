@@ -15,7 +15,7 @@ Compiled on the first call in a fresh environment (about 10 s) and cached next t
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, uint64
 
 
 @njit(cache=True)
@@ -221,15 +221,19 @@ def gather_boxes(n_empty, boxes, counts):
 
 @njit(cache=True)
 def row_col_max(u8):
-    """Each row's and each column's maximum."""
+    """Each row's and each column's maximum (``u8`` C-contiguous; vectorised)."""
     h, w = u8.shape
-    rows = np.zeros(h, np.uint8)
-    cols = np.zeros(w, np.uint8)
+    W = uint64(w)
+    f = u8.ravel()
+    rows = np.empty(h, np.uint8)
+    cols = u8[0].copy()
     for y in range(h):
+        base = uint64(y) * W
         m = np.uint8(0)
-        for x in range(w):
-            m = max(m, u8[y, x])
-            cols[x] = max(cols[x], u8[y, x])
+        for x in range(W):
+            v = f[base + x]
+            m = max(m, v)
+            cols[x] = max(cols[x], v)
         rows[y] = m
     return rows, cols
 
@@ -404,13 +408,46 @@ def _xy_cells(rows, cols, v, extent, cells, stack):
 
 
 @njit(cache=True)
-def _count_at_least(low1, low2, x0, y0, x1, y1, v):
-    """Windows with their top-left pixel in [x0, x1) x [y0, y1): how many have low1 >= v plus low2 >= v."""
+def window_lows(u8, low1, low2):
+    """Smallest (``low1``) and second smallest (``low2``) value of every 2x2 window, indexed by its top-left
+    pixel (arrays h x w; the last row and column are unused). Vectorised."""
+    h, w = u8.shape
+    W = uint64(w)
+    f, l1, l2 = u8.ravel(), low1.ravel(), low2.ravel()
+    for y in range(h - 1):
+        top = uint64(y) * W
+        bottom = top + W
+        for x in range(top, top + W - _U1):
+            a, b, c, d = f[x], f[x + _U1], f[bottom - top + x], f[bottom - top + x + _U1]
+            lo_ab, hi_ab, lo_cd, hi_cd = min(a, b), max(a, b), min(c, d), max(c, d)
+            l1[x] = min(lo_ab, lo_cd)
+            l2[x] = min(max(lo_ab, lo_cd), min(hi_ab, hi_cd))
+
+
+@njit(cache=True)
+def _window_count(low1, low2, x0, y0, x1, y1, v, three, limit):
+    """2x2 windows with their top-left pixel in [x0, x1) x [y0, y1) at level v: how many have 4 foreground
+    pixels (``low1`` >= v), plus (``three``) how many have 3 or more (``low2`` >= v); stops once the count
+    exceeds ``limit``. Twice the contour area of a hole-free component is the count with ``three`` (unit
+    squares and half squares inside its outer contour); full windows alone bound any component's area from
+    below."""
+    W = uint64(low1.shape[1])
+    l1, l2 = low1.ravel(), low2.ravel()
+    lo, hi = uint64(x0), uint64(x1)
+    vv = np.uint8(v)
     total = 0
     for y in range(y0, y1):
-        r1, r2 = low1[y], low2[y]
-        for x in range(x0, x1):
-            total += np.int64(r1[x] >= v) + np.int64(r2[x] >= v)
+        base = uint64(y) * W
+        row = uint64(0)
+        if three:
+            for x in range(base + lo, base + hi):
+                row += uint64(l1[x] >= vv) + uint64(l2[x] >= vv)
+        else:
+            for x in range(base + lo, base + hi):
+                row += uint64(l1[x] >= vv)
+        total += np.int64(row)
+        if total > limit:
+            break
     return total
 
 
@@ -436,7 +473,7 @@ def _largest_by_windows(cells, n_cells, v, low1, low2, minima, escape):
             rival_hi = max(rival_hi, bound[c])
             continue
         x0, y0, x1, y1 = cells[c, 0], cells[c, 1], cells[c, 2], cells[c, 3]
-        lo = _count_at_least(low1, low2, x0, y0, x1, y1, v)  # exact for a hole-free component
+        lo = _window_count(low1, low2, x0, y0, x1, y1, v, True, 1 << 62)  # exact for a hole-free component
         hi = lo
         for m in range(minima.shape[0]):
             if minima[m, 0] >= v:
@@ -456,8 +493,8 @@ def _largest_by_windows(cells, n_cells, v, low1, low2, minima, escape):
 
 
 @njit(cache=True)
-def scan_levels(start, values, extents, rows, cols, maxima, group, links, minima, escape, minima_known, largest, windows4,
-                low1, low2, boxes, counts, cell_of_max, need):
+def scan_levels(start, values, extents, rows, cols, maxima, group, links, minima, escape, minima_known, largest, low1,
+                low2, boxes, counts, cell_of_max, need):
     """Certified boxes of levels ``start, start + 1, ...`` (``values`` descending: foreground ``u8 >= v``).
 
     - A component holds a regional maximum: where all maxima alive (value >= v) are known connected
@@ -468,16 +505,15 @@ def scan_levels(start, values, extents, rows, cols, maxima, group, links, minima
     - All-regions rule: a hole holds an interior minimum below v, strictly inside its component's box and
       with ``escape`` >= v; a cell with none has no hole.
     - Largest-region rule, several cells: the cell B with the biggest box wins when its full 2x2 windows (unit
-      squares inside its outer contour: all full windows ``windows4[v]`` minus the other cells' box windows)
-      outnumber the box area (w - 1)(h - 1) of every other cell, which bounds every contour in it; failing
-      that, windows are counted per cell (``low1``/``low2``: smallest and second smallest value of every 2x2
-      window): twice a hole-free component's contour area is (windows >= 3 of its pixels) + (windows with 4),
-      and a lower bound of it with holes; a rival cell that may hold a hole (see above: ``minima``, needed
-      here in both rules) is only bounded by its box.
+      squares inside its outer contour, counted on ``u8`` in B's box) outnumber the box area (w - 1)(h - 1)
+      of every other cell, which bounds every contour in it; failing that, windows are counted per cell:
+      twice a hole-free component's contour area is (windows >= 3 of its pixels) + (windows with 4), and a
+      lower bound of it with holes; a rival cell that may hold a hole (see above: ``minima``, needed here in
+      both rules) is only bounded by its box.
     Writes ``boxes[i, :counts[i]]`` and returns the first level not certified (``len(values)`` when none), its
     cells in ``boxes[i]`` (``counts[i] = -(cells + 1)``) and each alive maximum's cell in ``cell_of_max``. It also
-    returns where ``rows``/``cols``, ``windows4`` or ``minima`` (``minima_known`` False) are needed but still
-    empty, with ``need[0]`` = 1, 2 or 3.
+    returns where ``rows``/``cols``, ``low1``/``low2`` (``window_lows``) or ``minima`` (``minima_known``
+    False) are needed but still empty, with ``need[0]`` = 1, 2 or 3.
     """
     n_levels = values.shape[0]
     cap = boxes.shape[1]
@@ -541,22 +577,20 @@ def scan_levels(start, values, extents, rows, cols, maxima, group, links, minima
                 if not certain:
                     break
         if certain and largest and n_cells > 1:
-            if windows4.shape[0] == 0:
-                need[0] = 2
-                return i
             best = 0
             for c in range(1, n_cells):
                 area_c = (cells[c, 2] - cells[c, 0]) * (cells[c, 3] - cells[c, 1])
                 if area_c > (cells[best, 2] - cells[best, 0]) * (cells[best, 3] - cells[best, 1]):
                     best = c
-            others = 0
             runner_up = 0
             for c in range(n_cells):
                 if c != best:
-                    a = (cells[c, 2] - cells[c, 0]) * (cells[c, 3] - cells[c, 1])
-                    others += a
-                    runner_up = max(runner_up, a)
-            if windows4[v] - others > runner_up:
+                    runner_up = max(runner_up, (cells[c, 2] - cells[c, 0]) * (cells[c, 3] - cells[c, 1]))
+            b = cells[best]
+            if low1.shape[0] == 0:
+                need[0] = 2
+                return i
+            if _window_count(low1, low2, b[0], b[1], b[2], b[3], v, False, runner_up) > runner_up:
                 cells[0] = cells[best]
                 n_cells = 1
             else:
@@ -686,3 +720,246 @@ def levels_and_extents(u8, thresholds):
         cuts[j] = np.int64(thresholds[j] * np.float64(top))
     values, n_empty, level_of = distinct_levels(cuts, top)
     return values, n_empty, level_of, _extents_of(rows, cols, values)
+
+
+# Vectorised passes: numba (LLVM) vectorises a loop only over flat (1-D) arrays with unsigned indices (a signed
+# index gets a wrap-around test per access, a 2-D index a stride product): ``_U1`` keeps index arithmetic unsigned.
+_U1 = uint64(1)
+
+
+@njit(cache=True)
+def _row_max3(f, out, base, w):
+    """out[base + x] = max of f[base + x - 1 .. base + x + 1] within the row (flat arrays, unsigned base)."""
+    W = uint64(w)
+    if w == 1:
+        out[base] = f[base]
+        return
+    out[base] = max(f[base], f[base + _U1])
+    for x in range(base + _U1, base + W - _U1):
+        out[x] = max(max(f[x - _U1], f[x]), f[x + _U1])
+    out[base + W - _U1] = max(f[base + W - uint64(2)], f[base + W - _U1])
+
+
+@njit(cache=True)
+def column_keep(u8, keep, maxima):
+    """Per pixel, 1 unless a straight column run from it reaches, up or down, (maxima) a higher pixel through
+    its own value, or (minima) the border through values <= its own; else 0. The row version is this on the
+    transposed map. Two vectorised passes."""
+    h, w = u8.shape
+    W = uint64(w)
+    f, k = u8.ravel(), keep.ravel()
+    far = np.empty(h * w, np.uint8)  # maxima: first different value below (0 past the border); minima: max below
+    last = uint64(h - 1) * W
+    for i in range(last, last + W):
+        far[i] = 0 if maxima else f[i]
+    for y in range(h - 2, -1, -1):
+        base = uint64(y) * W
+        if maxima:
+            for i in range(base, base + W):
+                n = f[i + W]
+                far[i] = far[i + W] if n == f[i] else n
+        else:
+            for i in range(base, base + W):
+                far[i] = max(far[i + W], f[i])
+    near = np.zeros(w, np.uint8) if maxima else u8[0].copy()  # the same from the top, carried down
+    for y in range(h):
+        base = uint64(y) * W
+        if maxima:
+            if y > 0:
+                for x in range(W):
+                    a, v = f[base - W + x], f[base + x]
+                    near[x] = near[x] if a == v else a
+            for x in range(W):
+                v = f[base + x]
+                k[base + x] = (near[x] <= v) & (far[base + x] <= v)
+        else:
+            for x in range(W):
+                v = f[base + x]
+                u = max(near[x], v)
+                near[x] = u
+                k[base + x] = (u != v) & (far[base + x] != v)
+
+
+@njit(cache=True)
+def maxima_candidates(u8, keep_rows, cand):
+    """``cand[y, x] = u8[y, x]`` where the pixel is > 0, the max of its 3x3 neighbourhood, and no straight
+    vertical or horizontal (``keep_rows``, 0/1) run of its own value reaches a higher pixel (then its flat
+    zone has a higher neighbour); else 0.
+
+    ``u8`` C-contiguous; ``cand``: C-contiguous h x w8 uint8 (w8 >= w), columns past w zeroed. Vectorised
+    passes over the map.
+    """
+    h, w = u8.shape
+    H, W, W8 = uint64(h), uint64(w), uint64(cand.shape[1])
+    f, c, kr = u8.ravel(), cand.ravel(), keep_rows.ravel()
+    below = np.empty(h * w, np.uint8)  # the first different value below each pixel (0 past the border)
+    for x in range((H - _U1) * W, H * W):
+        below[x] = 0
+    for y in range(h - 2, -1, -1):
+        base = uint64(y) * W
+        for i in range(base, base + W):
+            n = f[i + W]
+            below[i] = below[i + W] if n == f[i] else n
+    m3 = np.empty(h * w, np.uint8)  # 3-wide row maxima
+    for y in range(H):
+        _row_max3(f, m3, y * W, w)
+    above = np.zeros(w, np.uint8)  # the first different value above, carried down each column
+    for y in range(H):
+        base = y * W
+        up = base - W if y > 0 else base
+        down = base + W if y + _U1 < H else base
+        out = y * W8
+        if y > 0:
+            for x in range(W):
+                a, v = f[up + x], f[base + x]
+                above[x] = above[x] if a == v else a
+        for x in range(W):
+            i = base + x
+            v = f[i]
+            m = max(max(m3[up + x], m3[i]), m3[down + x])
+            keep = (m == v) & (above[x] <= v) & (below[i] <= v) & (kr[i] != 0)
+            c[out + x] = v if keep else 0  # v == 0 stays out
+        for x in range(out + W, out + W8):
+            c[x] = 0
+
+
+@njit(cache=True)
+def minima_candidates(u8, keep_rows, cand):
+    """``cand[y, x] = 255`` where the pixel is the min of itself and its 4 neighbours and no straight column
+    or row (``keep_rows``, 0/1) run reaches the border through values <= its own (then at every level above
+    it its background runs to the border, so it is in no hole); else 0. Layout as in ``maxima_candidates``."""
+    h, w = u8.shape
+    H, W, W8 = uint64(h), uint64(w), uint64(cand.shape[1])
+    f, c, kr = u8.ravel(), cand.ravel(), keep_rows.ravel()
+    down = np.empty(h * w, np.uint8)  # max from each pixel down to the bottom
+    for x in range((H - _U1) * W, H * W):
+        down[x] = f[x]
+    for y in range(h - 2, -1, -1):
+        base = uint64(y) * W
+        for i in range(base, base + W):
+            down[i] = max(down[i + W], f[i])
+    low = np.empty(h * w, np.uint8)  # min of each pixel and its left and right neighbours
+    for y in range(H):
+        base = y * W
+        if w == 1:
+            low[base] = f[base]
+            continue
+        low[base] = min(f[base], f[base + _U1])
+        for x in range(base + _U1, base + W - _U1):
+            low[x] = min(min(f[x - _U1], f[x]), f[x + _U1])
+        low[base + W - _U1] = min(f[base + W - uint64(2)], f[base + W - _U1])
+    up = np.zeros(w, np.uint8)  # max from the top down to each pixel
+    for y in range(H):
+        base = y * W
+        above = base - W if y > 0 else base
+        below = base + W if y + _U1 < H else base
+        out = y * W8
+        for x in range(W):
+            i = base + x
+            v = f[i]
+            u = max(up[x], v)
+            up[x] = u
+            m = min(min(f[above + x], f[below + x]), low[i])
+            keep = (m == v) & (u != v) & (down[i] != v) & (kr[i] != 0)
+            c[out + x] = 255 if keep else 0
+        for x in range(out + W, out + W8):
+            c[x] = 0
+
+
+@njit(cache=True)
+def _find32(parent, a):
+    while parent[a] != a:
+        parent[a] = parent[parent[a]]
+        a = parent[a]
+    return a
+
+
+@njit(cache=True)
+def candidate_zones(u8, cand, words, diagonal, interior, highest_first, runs):
+    """The flat zones of candidate pixels that are true extrema: one row (value, y, x) per zone (its first
+    pixel in raster order), sorted by value (stable), highest first when ``highest_first``.
+
+    A zone (candidates joined 8-connected when ``diagonal``, else 4; adjacent candidates share their value)
+    is an extremum unless a neighbour outside it has its value (that neighbour has a higher/lower neighbour,
+    or was dropped as being in such a zone); ``interior`` also drops zones touching the image border.
+    ``cand``: h x w8 (C-contiguous), ``words`` the same memory as uint64, to skip empty stretches;
+    ``runs``: int32 scratch (3, >= h * (w // 2 + 1)). A union-find over row runs of candidates: cost ~ runs
+    + their length + pixels / 8.
+    """
+    h, w = u8.shape
+    w8 = cand.shape[1]
+    n_words = words.shape[1]
+    f, c, fw = u8.ravel(), cand.ravel(), words.ravel()
+    parent, start, spoiled = runs[0], runs[1], runs[2]  # start: the run's first pixel (y * w + x)
+    d = 1 if diagonal else 0
+    labels = np.full((2, w), -1, np.int32)  # run of each pixel of the previous and the current row
+    n = 0
+    prev_has = False
+    for y in range(h):
+        has = False
+        for k in range(n_words):
+            if fw[y * n_words + k] != 0:
+                has = True
+                break
+        if not has:
+            prev_has = False
+            continue
+        cur, prev = labels[y & 1], labels[1 - (y & 1)]
+        cur[:] = -1
+        row, up, down = y * w8, (y - 1) * w8, (y + 1) * w8
+        x = 0
+        while x < w:
+            if x % 8 == 0 and fw[y * n_words + x // 8] == 0:
+                x += 8
+                continue
+            if c[row + x] == 0:
+                x += 1
+                continue
+            x0 = x
+            while x + 1 < w and c[row + x + 1] != 0:
+                x += 1
+            x1 = x
+            v = f[y * w + x0]
+            r = n
+            n += 1
+            parent[r], start[r], spoiled[r] = r, y * w + x0, 0
+            bad = (x0 > 0 and f[y * w + x0 - 1] == v) or (x1 < w - 1 and f[y * w + x1 + 1] == v)
+            if interior and (y == 0 or y == h - 1 or x0 == 0 or x1 == w - 1):
+                bad = True
+            for xx in range(x0, x1 + 1):
+                cur[xx] = r
+            lo, hi = max(x0 - d, 0), min(x1 + d, w - 1)
+            if y > 0:
+                last = -1
+                for xx in range(lo, hi + 1):
+                    if c[up + xx] == 0:
+                        bad |= f[(y - 1) * w + xx] == v
+                    elif prev_has:
+                        q = prev[xx]
+                        if q != last:  # an adjacent candidate run above: the same zone
+                            last = q
+                            ra, rb = _find32(parent, q), _find32(parent, r)
+                            if ra != rb:
+                                lo_r, hi_r = min(ra, rb), max(ra, rb)
+                                parent[hi_r] = lo_r
+                                spoiled[lo_r] |= spoiled[hi_r]
+            if y < h - 1 and not bad:
+                for xx in range(lo, hi + 1):
+                    if c[down + xx] == 0 and f[(y + 1) * w + xx] == v:
+                        bad = True
+                        break
+            if bad:
+                spoiled[_find32(parent, r)] = 1
+            x += 1
+        prev_has = True
+    out = np.empty((n, 3), np.int64)
+    k = 0
+    for r in range(n):
+        if parent[r] == r and spoiled[r] == 0:
+            p = start[r]
+            yy = p // w
+            out[k, 0], out[k, 1], out[k, 2] = f[p], yy, p - yy * w
+            k += 1
+    out = out[:k]
+    key = -out[:, 0] if highest_first else out[:, 0].copy()
+    return out[np.argsort(key, kind="mergesort")]

@@ -14,12 +14,13 @@ from reference_boxes import reference_boxes  # noqa: E402
 
 
 def boxes_at(u8, t, multi):
-    """Fast and reference boxes at one threshold, as sorted lists (order carries no meaning)."""
-    fast = threshold_boxes(u8, np.array([t]), multi, mode="one-pass").at_threshold(0)
+    """Fast (the certified scan and the component tree) and reference boxes at one threshold, as sorted lists
+    (order carries no meaning)."""
     ref = reference_boxes(u8, [t], multi)[0]
     key = lambda b: sorted(map(tuple, np.asarray(b).tolist()))  # noqa: E731
-    assert key(fast) == key(ref)
-    return key(fast)
+    for mode in ("one-pass", "tree"):
+        assert key(threshold_boxes(u8, np.array([t]), multi, mode=mode).at_threshold(0)) == key(ref), mode
+    return key(ref)
 
 
 def test_two_blobs():
@@ -95,8 +96,9 @@ def test_fast_path_equals_reference_at_every_threshold(multi):
     thresholds = np.arange(0, 1, 0.01)
     for i, u8 in enumerate(_random_maps(rng, 150)):
         ref = reference_boxes(u8, thresholds, multi)
-        # the certified one-pass scan on every map (also where "auto" would search each level), and "auto"
-        for mode in ("one-pass", "auto") if i % 5 == 0 else ("one-pass",):
+        # the certified one-pass scan and the component tree on every map (also where "auto" would pick
+        # another path), and "auto"
+        for mode in ("one-pass", "tree", "auto") if i % 5 == 0 else ("one-pass", "tree"):
             fast = threshold_boxes(u8, thresholds, multi, mode=mode)
             for j in range(len(thresholds)):
                 got = sorted(map(tuple, fast.at_threshold(j).tolist()))
@@ -111,13 +113,14 @@ def test_fast_path_equals_reference_at_the_benchmark_size_and_interval():
         m = cv2.resize(rng.random((grid, grid)).astype(np.float32), (224, 224), interpolation=cv2.INTER_CUBIC)
         u8 = ((m - m.min()) / (m.max() - m.min()) * 255).astype(np.uint8)
         for multi in (False, True):
-            fast = threshold_boxes(u8, thresholds, multi, mode="one-pass")
             ref = reference_boxes(u8, thresholds, multi)
-            for j in range(0, len(thresholds)):
-                assert sorted(map(tuple, fast.at_threshold(j).tolist())) == sorted(map(tuple, ref[j].tolist()))
+            for mode in ("one-pass", "tree"):
+                fast = threshold_boxes(u8, thresholds, multi, mode=mode)
+                for j in range(0, len(thresholds)):
+                    assert sorted(map(tuple, fast.at_threshold(j).tolist())) == sorted(map(tuple, ref[j].tolist())), mode
 
 
-def _same_as_reference(u8, thresholds, multi, modes=("one-pass", "auto")):
+def _same_as_reference(u8, thresholds, multi, modes=("one-pass", "tree", "auto")):
     ref = reference_boxes(u8, thresholds, multi)
     for mode in modes:
         fast = threshold_boxes(u8, np.asarray(thresholds), multi, mode=mode)
@@ -201,7 +204,7 @@ def test_noisy_map_takes_the_per_level_search_with_the_same_boxes():
     u8 = (rng.random((40, 40)) * 255).astype(np.uint8)  # hundreds of maxima: "auto" searches every level
     assert len(regional_maxima(u8)) > MAX_MAXIMA
     for multi in (False, True):
-        _same_as_reference(u8, np.arange(0, 1, 0.05), multi, modes=("auto", "one-pass", "per-level"))
+        _same_as_reference(u8, np.arange(0, 1, 0.05), multi, modes=("auto", "one-pass", "per-level", "tree"))
 
 
 def _flat_zones(u8, connectivity):
