@@ -122,16 +122,20 @@ def _room(out_boxes, out_level, k_out, more):
 
 
 @njit(cache=True)
-def foreground_tree(u8, order, start, largest):
+def foreground_tree(u8, order, start, largest, tie_order):
     """Outer contours' boxes per level (all of them, or the largest's): (boxes K x 4 inclusive x0 y0 x1 y1,
-    their level, need_search), ``need_search[i]`` set where the largest rule could not be certified."""
+    their level, need_search), ``need_search[i]`` set where the largest rule could not be certified.
+
+    Equal largest areas: OpenCV lists the outer contours that lie in no hole by their first pixel in raster
+    order, last first (``tie_order`` 1) or first first (-1); such are all the tied ones (a component in a
+    hole has a smaller area than the one around it). ``tie_order`` 0: ties are searched."""
     h, w = u8.shape
     n = h * w
     n_levels = start.shape[0] - 1
     pw = w + 2
     added = np.zeros((h + 2) * pw, np.uint8)  # padded: neighbours and windows need no border test
     parent = np.empty(n, np.int32)
-    st = np.empty((n, 8), np.int32)  # per root, one cache line: x0 y0 x1 y1 own2 euler4 size
+    st = np.empty((n, 8), np.int32)  # per root, one cache line: x0 y0 x1 y1 own2 euler4 size first-pixel
     live = np.empty(n, np.int32)
     where = np.empty(n, np.int32)
     n_live = 0
@@ -158,7 +162,7 @@ def foreground_tree(u8, order, start, largest):
             if arcs == 0:  # a new component
                 parent[p] = p
                 st[p, 0], st[p, 1], st[p, 2], st[p, 3] = x, y, x, y
-                st[p, 4], st[p, 5], st[p, 6] = d_own, d_euler, 1
+                st[p, 4], st[p, 5], st[p, 6], st[p, 7] = d_own, d_euler, 1, p
                 live[n_live] = p
                 where[p] = n_live
                 n_live += 1
@@ -171,6 +175,7 @@ def foreground_tree(u8, order, start, largest):
             st[r, 4] += d_own
             st[r, 5] += d_euler
             st[r, 6] += 1
+            st[r, 7] = min(st[r, 7], p)
             for a in range(1, arcs):
                 t = _ARCS8[code, a]
                 s = _find(parent, p + _DY[t] * w + _DX[t])
@@ -185,6 +190,7 @@ def foreground_tree(u8, order, start, largest):
                 st[keep, 4] += st[gone, 4]
                 st[keep, 5] += st[gone, 5]
                 st[keep, 6] += st[gone, 6]
+                st[keep, 7] = min(st[keep, 7], st[gone, 7])
                 j = where[gone]
                 n_live -= 1
                 last = live[n_live]
@@ -192,21 +198,26 @@ def foreground_tree(u8, order, start, largest):
                 where[last] = j
                 r = keep
         if largest:
-            best, best_own, tie = -1, -1, False
+            best, best_own = -1, -1
             for j in range(n_live):
                 c = live[j]
                 if st[c, 4] > best_own:
-                    best, best_own, tie = c, st[c, 4], False
-                elif st[c, 4] == best_own:
-                    tie = True
-            certain = not tie  # the winner's own holes only add to its area
-            if certain:
-                for j in range(n_live):
-                    c = live[j]
-                    if c != best and st[c, 5] != 4:  # a rival with holes: bounded by its box
-                        if 2 * np.int64(st[c, 2] - st[c, 0]) * (st[c, 3] - st[c, 1]) >= best_own:
-                            certain = False
-                            break
+                    best, best_own = c, st[c, 4]
+            certain = True
+            for j in range(n_live):
+                c = live[j]
+                if c == best:
+                    continue
+                if st[c, 5] != 4:  # a rival with holes: bounded by its box (its holes add to its area)
+                    if 2 * np.int64(st[c, 2] - st[c, 0]) * (st[c, 3] - st[c, 1]) >= best_own:
+                        certain = False
+                        break
+                elif st[c, 4] == best_own:  # a tie: OpenCV's order settles it
+                    if tie_order == 0 or st[best, 5] != 4:
+                        certain = False
+                        break
+                    if (st[c, 7] > st[best, 7]) == (tie_order > 0):
+                        best = c
             if not certain:
                 need_search[lev] = True
                 continue
