@@ -208,8 +208,12 @@ def foreground_tree(u8, order, start, largest, tie_order):
                 c = live[j]
                 if c == best:
                     continue
-                if st[c, 5] != 4:  # a rival with holes: bounded by its box (its holes add to its area)
-                    if 2 * np.int64(st[c, 2] - st[c, 0]) * (st[c, 3] - st[c, 1]) >= best_own:
+                if st[c, 5] != 4:  # a rival with holes, which add to its area: bounded by its box, and by its
+                    # own area plus 8 per pixel of its box outside it (a hole pixel is in 4 windows, each adding
+                    # at most a whole square, 2 in these units)
+                    bw, bh = np.int64(st[c, 2] - st[c, 0]), np.int64(st[c, 3] - st[c, 1])
+                    bound = min(2 * bw * bh, st[c, 4] + 8 * ((bw + 1) * (bh + 1) - st[c, 6]))
+                    if bound >= best_own:
                         certain = False
                         break
                 elif st[c, 4] == best_own:  # a tie: OpenCV's order settles it

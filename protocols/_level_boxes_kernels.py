@@ -332,6 +332,7 @@ def _xy_cells(rows, cols, v, extent, cells, stack):
     ``stack``: scratch, (>= 4 * len(cells) + 4, 4) int64.
     """
     cap = cells.shape[0]
+    w = rows.shape[2]
     stack[0] = extent
     top = 1
     n = 0
@@ -343,11 +344,12 @@ def _xy_cells(rows, cols, v, extent, cells, stack):
             # rows of the rectangle with foreground, as runs
             j = _log2_floor(x1 - x0 + 1)
             b = x1 - (1 << j) + 1
+            rj = rows[j].ravel()  # flat: one index product less per lookup
             first = -1
             runs = 0
             ry0 = ry1 = -1
             for y in range(y0, y1 + 2):
-                on = y <= y1 and max(rows[j, y, x0], rows[j, y, b]) >= v
+                on = y <= y1 and max(rj[y * w + x0], rj[y * w + b]) >= v
                 if on and first < 0:
                     first = y
                 elif not on and first >= 0:
@@ -374,8 +376,10 @@ def _xy_cells(rows, cols, v, extent, cells, stack):
             first = -1
             runs = 0
             rx0 = rx1 = -1
+            cj = cols[j].ravel()
+            upper, lower = y0 * w, b * w
             for x in range(x0, x1 + 2):
-                on = x <= x1 and max(cols[j, y0, x], cols[j, b, x]) >= v
+                on = x <= x1 and max(cj[upper + x], cj[lower + x]) >= v
                 if on and first < 0:
                     first = x
                 elif not on and first >= 0:
@@ -963,3 +967,28 @@ def candidate_zones(u8, cand, words, diagonal, interior, highest_first, runs):
     out = out[:k]
     key = -out[:, 0] if highest_first else out[:, 0].copy()
     return out[np.argsort(key, kind="mergesort")]
+
+
+@njit(cache=True)
+def fill_range_max_tables(u8, rows, cols):
+    """``rows[j]`` / ``cols[j]`` (flat h * w) = max of u8 over 2**j pixels to the right / below each pixel (sparse
+    tables; entries whose span passes the end hold other values and are never read). Vectorised."""
+    h, w = u8.shape
+    size = uint64(h * w)
+    W = uint64(w)
+    f = u8.ravel()
+    r0, c0 = rows[0], cols[0]
+    for i in range(size):
+        r0[i] = f[i]
+        c0[i] = f[i]
+    for j in range(1, rows.shape[0]):
+        shift = uint64(1 << (j - 1))
+        a, o = rows[j - 1], rows[j]
+        if shift < size:
+            for i in range(size - shift):
+                o[i] = max(a[i], a[i + shift])
+        shift *= W
+        a, o = cols[j - 1], cols[j]
+        if shift < size:
+            for i in range(size - shift):
+                o[i] = max(a[i], a[i + shift])

@@ -141,24 +141,10 @@ def range_max_tables(u8: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     the max of any row or column segment is the max of two entries; entries past the end hold other values).
     The arrays are reused by the next call in the same thread."""
     h, w = u8.shape
-    key = (h, w)
-    if getattr(_scratch, "tables_key", None) != key:
-        # flat tables: a shift by 2**j pixels (rows) or rows (columns) is one contiguous np.maximum; the
-        # views are made once per shape (their slicing costs as much as the maxima)
-        n, size = max(h, w).bit_length(), h * w
-        rows, cols = np.empty((n, size), np.uint8), np.empty((n, size), np.uint8)
-        steps = []
-        for j in range(1, n):
-            for flat, shift in ((rows, 1 << (j - 1)), (cols, (1 << (j - 1)) * w)):
-                if shift < size:
-                    steps.append((flat[j - 1, : size - shift], flat[j - 1, shift:], flat[j, : size - shift]))
-        _scratch.tables = rows, cols, steps, rows.reshape(n, h, w), cols.reshape(n, h, w)
-        _scratch.tables_key = key
-    rows, cols, steps, rows3, cols3 = _scratch.tables
-    rows[0] = cols[0] = u8.reshape(-1)
-    for a, b, out in steps:
-        np.maximum(a, b, out=out)
-    return rows3, cols3
+    n = max(h, w).bit_length()
+    rows, cols = _reused("rows", (n, h * w), np.uint8), _reused("cols", (n, h * w), np.uint8)
+    _compiled().fill_range_max_tables(u8, rows, cols)
+    return rows.reshape(n, h, w), cols.reshape(n, h, w)
 
 
 def window_lows(u8: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
