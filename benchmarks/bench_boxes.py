@@ -1,10 +1,12 @@
 """Maps per second of the fast box search against the per-threshold reference, at 100 and 1000 thresholds.
 
-Run: ``.venv/bin/python benchmarks/bench_boxes.py [n_maps]`` (about 10 s with the default 12 maps). Both
-implementations are checked equal on the first maps of each set before timing. The fast path's compiled
-loops (numba) are built on the first call in a fresh environment and cached: that first call is timed apart.
-Maps are 224x224 uint8 as the wsoleval protocol makes them: a random grid (7x7 or 28x28, as CAMs come off a
-network) bicubic upsampled; "cam-like" is a few Gaussian blobs on the grid.
+Run: ``.venv/bin/python benchmarks/bench_boxes.py [n_maps]`` (about 40 s with the default 12 maps). All
+paths are checked equal to the reference on the first maps of each set before timing. Columns: the default
+("auto"), and its two exact paths alone: the certified scan ("one-pass") and the component tree ("tree").
+The compiled loops (numba) are built on the first call in a fresh environment and cached: that first call is
+timed apart. Maps are 224x224 uint8 as the wsoleval protocol makes them: a random grid (7x7 or 28x28, as
+CAMs come off a network) bicubic upsampled; "cam-like" is a few Gaussian blobs on the grid, "cam+noise" the
+same on a 28x28 grid with 10 % noise (a CAM with a few spurious peaks).
 """
 from __future__ import annotations
 
@@ -31,14 +33,14 @@ def upsample(grid: np.ndarray) -> np.ndarray:
     return (m / m.max() * 255).astype(np.uint8)
 
 
-def cam_like(rng, grid: int) -> np.ndarray:
+def cam_like(rng, grid: int, noise: float = 0.0) -> np.ndarray:
     yy, xx = np.mgrid[0:grid, 0:grid]
     f = np.zeros((grid, grid))
     for _ in range(rng.integers(1, 4)):
         cy, cx = rng.uniform(0, grid, 2)
         sigma = rng.uniform(0.8, 2.5) * grid / 7
         f += rng.uniform(0.5, 1) * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * sigma**2))
-    return upsample(f)
+    return upsample(f + noise * rng.random((grid, grid)))
 
 
 def timed(fn, maps) -> float:
@@ -48,6 +50,9 @@ def timed(fn, maps) -> float:
     return len(maps) / (time.perf_counter() - start)
 
 
+MODES = ("auto", "one-pass", "tree")
+
+
 def main(n_maps: int = 12) -> None:
     cv2.setNumThreads(1)
     rng = np.random.default_rng(0)
@@ -55,24 +60,30 @@ def main(n_maps: int = 12) -> None:
         "random 7x7": [upsample(rng.random((7, 7))) for _ in range(n_maps)],
         "random 28x28": [upsample(rng.random((28, 28))) for _ in range(n_maps)],
         "cam-like 7x7": [cam_like(rng, 7) for _ in range(n_maps)],
+        "cam+noise 28": [cam_like(rng, 28, 0.1) for _ in range(n_maps)],
     }
     print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores (idle when well below the core count)")
     start = time.perf_counter()
     for multi in (False, True):
-        threshold_boxes(sets["cam-like 7x7"][0], np.arange(0, 1, 0.01), multi, mode="one-pass")
-    print(f"import {IMPORT_SECONDS:.2f} s, first calls {time.perf_counter() - start:.2f} s (numba import and cache load; a fresh environment compiles, ~10 s)")
-    print(f"{'maps':14s} {'thresholds':>10s} {'rule':>8s} {'reference maps/s':>17s} {'fast maps/s':>12s} {'ratio':>7s}")
+        for mode in MODES:
+            threshold_boxes(sets["cam-like 7x7"][0], np.arange(0, 1, 0.01), multi, mode=mode)
+    print(f"import {IMPORT_SECONDS:.2f} s, first calls {time.perf_counter() - start:.2f} s (numba import and cache load; a fresh environment compiles, ~15 s)")
+    print(f"{'maps':14s} {'thresholds':>10s} {'rule':>8s} {'reference':>10s} " + " ".join(f"{m:>9s}" for m in MODES)
+          + f" {'ratio':>7s}   (maps/s; ratio: auto / reference)")
     for name, maps in sets.items():
         for n_thr in (100, 1000):
             thresholds = np.arange(0, 1, 1 / n_thr)
             for multi in (False, True):
                 for m in maps[:3]:  # same boxes at every threshold before any timing
-                    fast, ref = threshold_boxes(m, thresholds, multi), reference_boxes(m, thresholds, multi)
-                    assert all(sorted(map(tuple, fast.at_threshold(j).tolist())) == sorted(map(tuple, ref[j].tolist())) for j in range(n_thr))
+                    ref = reference_boxes(m, thresholds, multi)
+                    for mode in MODES:
+                        fast = threshold_boxes(m, thresholds, multi, mode=mode)
+                        assert all(sorted(map(tuple, fast.at_threshold(j).tolist())) == sorted(map(tuple, ref[j].tolist())) for j in range(n_thr)), mode
                 ref_rate = timed(lambda m: reference_boxes(m, thresholds, multi), maps)
-                fast_rate = timed(lambda m: threshold_boxes(m, thresholds, multi), maps)
+                rates = [timed(lambda m: threshold_boxes(m, thresholds, multi, mode=mode), maps) for mode in MODES]
                 rule = "multi" if multi else "largest"
-                print(f"{name:14s} {n_thr:>10d} {rule:>8s} {ref_rate:>17.1f} {fast_rate:>12.1f} {fast_rate / ref_rate:>6.1f}x")
+                print(f"{name:14s} {n_thr:>10d} {rule:>8s} {ref_rate:>10.1f} " + " ".join(f"{r:>9.1f}" for r in rates)
+                      + f" {rates[0] / ref_rate:>6.1f}x")
     print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 

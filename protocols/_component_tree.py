@@ -255,9 +255,38 @@ def _unlist(z, live, where, n_live):
 
 
 @njit(cache=True)
-def hole_boxes(u8, order, start):
+def column_escape(u8, out):
+    """``out`` = the smaller of the maxima from each pixel straight up and straight down to the border (the
+    level from which its background runs to the border along the column). Vectorised; on the transposed
+    map it gives the rows."""
+    h, w = u8.shape
+    W = np.uint64(w)
+    f, o = u8.ravel(), out.ravel()
+    down = np.empty(h * w, np.uint8)  # max from each pixel to the bottom
+    last = np.uint64(h - 1) * W
+    for i in range(last, last + W):
+        down[i] = f[i]
+    for y in range(h - 2, -1, -1):
+        base = np.uint64(y) * W
+        for i in range(base, base + W):
+            down[i] = max(down[i + W], f[i])
+    up = f[:w].copy()
+    for y in range(h):
+        base = np.uint64(y) * W
+        for x in range(W):
+            u = max(up[x], f[base + x])
+            up[x] = u
+            o[base + x] = min(u, down[base + x])
+
+
+@njit(cache=True)
+def hole_boxes(u8, order, start, may_hole):
     """Hole borders' boxes per level: 4-connected background components not touching the image border,
-    each grown by one pixel: (boxes K x 4, their level)."""
+    each grown by one pixel: (boxes K x 4, their level).
+
+    ``may_hole`` (flat, 0/1): 0 where a straight row or column path reaches the border through values
+    <= the pixel's own, so its background is outside at every level (``column_escape``); only the others
+    join the union-find, the rest are marked outside."""
     h, w = u8.shape
     n = h * w
     n_levels = start.shape[0] - 1
@@ -280,11 +309,24 @@ def hole_boxes(u8, order, start):
             y = p // w
             x = p - y * w
             i = (y + 1) * pw + x + 1
-            code = (np.int64(added[i - pw - 1]) | np.int64(added[i - pw]) << 1 | np.int64(added[i - pw + 1]) << 2
-                    | np.int64(added[i - 1]) << 3 | np.int64(added[i + 1]) << 4 | np.int64(added[i + pw - 1]) << 5
-                    | np.int64(added[i + pw]) << 6 | np.int64(added[i + pw + 1]) << 7)
+            if may_hole[p] == 0:  # outside whenever in the background: touching holes reach the border
+                added[i] = 2
+                for t in (1, 3, 4, 6):  # the 4-neighbours already in the background, in the union-find
+                    if added[i + _DY[t] * pw + _DX[t]] == 1:
+                        r = _find(parent, p + _DY[t] * w + _DX[t])
+                        if st[r, 5] == 0:
+                            st[r, 5] = 1
+                            n_live = _unlist(r, live, where, n_live)
+                continue
+            out_next = False  # a 4-neighbour marked outside
+            for t in (1, 3, 4, 6):
+                out_next |= added[i + _DY[t] * pw + _DX[t]] == 2
+            code = (np.int64(added[i - pw - 1] == 1) | np.int64(added[i - pw] == 1) << 1
+                    | np.int64(added[i - pw + 1] == 1) << 2 | np.int64(added[i - 1] == 1) << 3
+                    | np.int64(added[i + 1] == 1) << 4 | np.int64(added[i + pw - 1] == 1) << 5
+                    | np.int64(added[i + pw] == 1) << 6 | np.int64(added[i + pw + 1] == 1) << 7)
             added[i] = 1
-            border = 1 if (y == 0 or y == h - 1 or x == 0 or x == w - 1) else 0
+            border = 1 if (out_next or y == 0 or y == h - 1 or x == 0 or x == w - 1) else 0
             arcs = _N_ARCS4[code]
             if arcs == 0:  # a new component: a hole unless on the border
                 parent[p] = p

@@ -1,21 +1,26 @@
-"""Compiled loops (numba) of the level box search in ``level_boxes.py``.
+"""Compiled loops (numba) of the certified level scan in ``level_boxes.py``.
 
-- ``extremum_zones`` (after ``drop_climbing`` / ``drop_escaping`` thin the candidates): the regional maxima
-  (8-connected) or interior regional minima (4-connected) of a uint8 map, one pixel each;
+- ``levels_and_extents`` (``distinct_levels``, ``row_col_max``): thresholds to distinct levels, and each
+  level's foreground box;
 - ``line_links``, ``escape_values``: cheap certificates that two maxima are connected below a value, and
   that a minimum's background reaches the border above one;
-- ``levels_and_extents`` (``distinct_levels``, ``level_extents``): thresholds to distinct levels, and each
-  level's foreground box; ``fill_window_lows`` (``at_least_counts``): 2x2 window lows and their cumulative
-  histogram;
+- ``fill_column_tables``: range-max (sparse) tables for ``_xy_cells``; ``window_lows``: 2x2 window lows for
+  contour-area counts (``_window_count``);
 - ``scan_levels``: boxes level after level while they can be certified without a contour search;
 - ``gather_boxes``: every level's boxes in one array.
+The regional extrema it starts from are in ``_extrema.py``, the component tree for noisy maps in
+``_component_tree.py``. Compiled on the first call in a fresh environment (about 15 s for the three files)
+and cached next to the files (``cache=True``).
 
-Compiled on the first call in a fresh environment (about 10 s) and cached next to this file (``cache=True``).
+numba (LLVM) vectorises a loop only over flat (1-D) arrays with unsigned indices (a signed index gets a
+wrap-around test per access, a 2-D index a stride product): ``_U1`` keeps index arithmetic unsigned.
 """
 from __future__ import annotations
 
 import numpy as np
 from numba import njit, uint64
+
+_U1 = uint64(1)
 
 
 @njit(cache=True)
@@ -27,147 +32,9 @@ def _find(parent, a):
 
 
 @njit(cache=True)
-def extremum_zones(u8, cand, words, diagonal, interior, runs, highest_first):
-    """The flat zones of candidate pixels that are true extrema: one row (value, y, x) per zone.
-
-    ``cand`` (h x w8, uint8, w8 >= w a multiple of 8, padding 0) marks pixels equal to their neighbourhood's
-    max (for maxima) or min (for minima); ``words`` is the same memory as uint64, to skip empty stretches.
-    Candidate zones (8-connected when ``diagonal``, else 4) are single-valued; a zone is an extremum unless a
-    neighbour outside it has its value (that neighbour has a higher/lower neighbour: the flat zone goes on).
-    ``interior`` drops zones touching the image border. Works on row runs: cost ~ candidates + pixels / 8.
-    ``runs``: scratch, int64 (4, >= h * (w // 2 + 1)), uninitialised. Rows are sorted by value (stable),
-    highest first when ``highest_first``, else lowest first.
-    """
-    h, w = u8.shape
-    n_words = words.shape[1]
-    d = 1 if diagonal else 0
-    run_y, run_x, parent, spoiled = runs[0], runs[1], runs[2], runs[3]  # at most h * (w // 2 + 1) runs
-    n = 0
-    # run of each pixel of the previous and the current row; an entry is current when its run is on that row
-    labels = np.full((2, w + 1), -1, np.int64)
-    for y in range(h):
-        cur = y & 1
-        prev = 1 - cur
-        any_word = np.uint64(0)
-        for k in range(n_words):
-            any_word |= words[y, k]
-        if any_word == 0:
-            continue  # no candidate on the row
-        x = 0
-        while x < w:
-            if x % 8 == 0 and words[y, x // 8] == 0:
-                x += 8
-                continue
-            if cand[y, x] == 0:
-                x += 1
-                continue
-            val = u8[y, x]
-            x0 = x
-            while x + 1 < w and cand[y, x + 1] != 0:
-                x += 1
-            x1 = x
-            r = n
-            n += 1
-            run_y[r] = y
-            run_x[r] = x0
-            parent[r] = r
-            spoiled[r] = 0
-            bad = (x0 > 0 and u8[y, x0 - 1] == val) or (x1 < w - 1 and u8[y, x1 + 1] == val)
-            if interior and (y == 0 or y == h - 1 or x0 == 0 or x1 == w - 1):
-                bad = True
-            for xx in range(x0, x1 + 1):
-                labels[cur, xx] = r
-            lo, hi = max(x0 - d, 0), min(x1 + d, w - 1)
-            if y > 0:
-                last = -1
-                for xx in range(lo, hi + 1):
-                    q = labels[prev, xx]
-                    if q >= 0 and run_y[q] == y - 1:  # an adjacent candidate: same value, same zone
-                        if q != last:
-                            last = q
-                            ra, rb = _find(parent, q), _find(parent, r)
-                            if ra != rb:
-                                parent[rb] = ra
-                                spoiled[ra] = spoiled[ra] | spoiled[rb]
-                    elif u8[y - 1, xx] == val:
-                        bad = True
-            if y < h - 1:
-                for xx in range(lo, hi + 1):
-                    if u8[y + 1, xx] == val and cand[y + 1, xx] == 0:
-                        bad = True
-            if bad:
-                spoiled[_find(parent, r)] = 1
-            x += 1
-    out = np.empty((n, 3), np.int64)
-    k = 0
-    for r in range(n):
-        if parent[r] == r and spoiled[r] == 0:
-            out[k, 0] = u8[run_y[r], run_x[r]]
-            out[k, 1] = run_y[r]
-            out[k, 2] = run_x[r]
-            k += 1
-    out = out[:k]
-    key = -out[:, 0] if highest_first else out[:, 0].copy()
-    return out[np.argsort(key, kind="mergesort")]
-
-
-@njit(cache=True)
-def drop_escaping(u8, cand):
-    """Clear the candidates whose value is the max of their column above or below them.
-
-    Such a pixel's background reaches the border straight up or down at every level above its value, so it
-    is in no hole; a hole's lowest zone keeps all its pixels (dropping pixels of other zones can only leave
-    fragments, dropped later as spoiled, or add false minima: both safe). Column passes only: vectorised.
-    """
-    h, w = u8.shape
-    down = np.empty((h, w), np.uint8)  # max from the bottom up to each pixel
-    down[h - 1] = u8[h - 1]
-    for y in range(h - 2, -1, -1):
-        for x in range(w):
-            down[y, x] = max(down[y + 1, x], u8[y, x])
-    up = u8[0].copy()
-    for y in range(h):
-        for x in range(w):
-            v = u8[y, x]
-            up[x] = max(up[x], v)
-            keep = (up[x] != v) & (down[y, x] != v)
-            cand[y, x] = cand[y, x] * keep
-
-
-@njit(cache=True)
-def drop_climbing(u8, cand):
-    """Clear the candidates from which a straight vertical run of their own value reaches a higher pixel.
-
-    That run lies in the pixel's flat zone, so the zone has a higher neighbour: not a regional maximum. A true
-    maximum's zone keeps all its pixels; fragments left of other zones are dropped later as spoiled.
-    """
-    h, w = u8.shape
-    below = np.zeros((h, w), np.uint8)  # the first different value below each pixel (0 at the border)
-    for y in range(h - 2, -1, -1):
-        for x in range(w):
-            v, b = u8[y, x], u8[y + 1, x]
-            below[y, x] = below[y + 1, x] if b == v else b
-    above = np.zeros(w, np.uint8)
-    for y in range(h):
-        for x in range(w):
-            v = u8[y, x]
-            if y > 0:
-                a = u8[y - 1, x]
-                above[x] = above[x] if a == v else a
-            keep = (above[x] <= v) & (below[y, x] <= v)
-            cand[y, x] = cand[y, x] * keep
-
-
-@njit(cache=True)
-def level_extents(u8, values):
-    """The bounding box (x0, y0, x1, y1) of ``u8 >= v`` for each of ``values`` (descending, each <= the max)."""
-    rows, cols = row_col_max(u8)
-    return _extents_of(rows, cols, values)
-
-
-@njit(cache=True)
 def _extents_of(rows, cols, values):
-    """``level_extents`` from the map's row and column maxima."""
+    """The bounding box (x0, y0, x1, y1) of ``u8 >= v`` for each of ``values`` (descending, each <= the max),
+    from the map's row and column maxima."""
     h, w = rows.shape[0], cols.shape[0]
     # the first row/column from each side whose max reaches v: on running maxima from that side, which
     # rise monotonically, a pointer walks back as v descends
@@ -332,7 +199,7 @@ def _xy_cells(rows, cols, v, extent, cells, stack):
     ``stack``: scratch, (>= 4 * len(cells) + 4, 4) int64.
     """
     cap = cells.shape[0]
-    w = rows.shape[2]
+    h, w = rows.shape[2], cols.shape[2]
     stack[0] = extent
     top = 1
     n = 0
@@ -344,12 +211,13 @@ def _xy_cells(rows, cols, v, extent, cells, stack):
             # rows of the rectangle with foreground, as runs
             j = _log2_floor(x1 - x0 + 1)
             b = x1 - (1 << j) + 1
-            rj = rows[j].ravel()  # flat: one index product less per lookup
+            rj = rows[j].ravel()  # column-major: the rows' lookups are contiguous
+            left, right = x0 * h, b * h
             first = -1
             runs = 0
             ry0 = ry1 = -1
             for y in range(y0, y1 + 2):
-                on = y <= y1 and max(rj[y * w + x0], rj[y * w + b]) >= v
+                on = y <= y1 and max(rj[left + y], rj[right + y]) >= v
                 if on and first < 0:
                     first = y
                 elif not on and first >= 0:
@@ -618,28 +486,6 @@ def scan_levels(start, values, extents, rows, cols, maxima, group, links, minima
 
 
 @njit(cache=True)
-def at_least_counts(a):
-    """out[v] = number of entries of the 2-D uint8 ``a`` that are >= v, for v in 0..256."""
-    h, w = a.shape
-    hists = np.zeros((4, 257), np.int64)  # four interleaved histograms: fewer stalls on repeated values
-    for y in range(h):
-        x = 0
-        while x + 3 < w:
-            hists[0, a[y, x]] += 1
-            hists[1, a[y, x + 1]] += 1
-            hists[2, a[y, x + 2]] += 1
-            hists[3, a[y, x + 3]] += 1
-            x += 4
-        while x < w:
-            hists[0, a[y, x]] += 1
-            x += 1
-    out = np.zeros(257, np.int64)
-    for v in range(255, -1, -1):
-        out[v] = out[v + 1] + hists[0, v] + hists[1, v] + hists[2, v] + hists[3, v]
-    return out
-
-
-@njit(cache=True)
 def mixed_cells(cells, cell_of_max, group):
     """Whether some cell holds maxima of two groups (not yet known to be connected)."""
     first = np.full(cells.shape[0], -1, np.int64)
@@ -675,21 +521,6 @@ def learn_merges(cells, cell_of_max, outer, group):
 
 
 @njit(cache=True)
-def fill_window_lows(u8, low1, low2):
-    """Smallest (``low1``) and second smallest (``low2``) value of every 2x2 window, in place; returns how
-    many windows have their smallest value >= v, for v in 0..256."""
-    h, w = u8.shape
-    for y in range(h - 1):
-        top, bottom, l1, l2 = u8[y], u8[y + 1], low1[y], low2[y]
-        for x in range(w - 1):
-            a, b, c, d = top[x], top[x + 1], bottom[x], bottom[x + 1]
-            lo_ab, hi_ab, lo_cd, hi_cd = min(a, b), max(a, b), min(c, d), max(c, d)
-            l1[x] = min(lo_ab, lo_cd)
-            l2[x] = min(max(lo_ab, lo_cd), min(hi_ab, hi_cd))
-    return at_least_counts(low1)
-
-
-@njit(cache=True)
 def distinct_levels(cuts, top):
     """Distinct cuts as levels, highest first: (values ``cut + 1`` of the levels with foreground, i.e.
     ``<= top``; how many levels have none; each cut's level)."""
@@ -714,7 +545,7 @@ def distinct_levels(cuts, top):
 @njit(cache=True)
 def levels_and_extents(u8, thresholds):
     """The levels of ``thresholds`` (1-D float64) on ``u8``: the reference's cut ``int(t * max)`` of each
-    (float64 product, truncated), as ``distinct_levels`` returns them, with each level's ``level_extents``."""
+    (float64 product, truncated), as ``distinct_levels`` returns them, with each level's foreground box."""
     rows, cols = row_col_max(u8)
     top = 0
     for y in range(rows.shape[0]):
@@ -726,269 +557,20 @@ def levels_and_extents(u8, thresholds):
     return values, n_empty, level_of, _extents_of(rows, cols, values)
 
 
-# Vectorised passes: numba (LLVM) vectorises a loop only over flat (1-D) arrays with unsigned indices (a signed
-# index gets a wrap-around test per access, a 2-D index a stride product): ``_U1`` keeps index arithmetic unsigned.
-_U1 = uint64(1)
-
-
 @njit(cache=True)
-def _row_max3(f, out, base, w):
-    """out[base + x] = max of f[base + x - 1 .. base + x + 1] within the row (flat arrays, unsigned base)."""
-    W = uint64(w)
-    if w == 1:
-        out[base] = f[base]
-        return
-    out[base] = max(f[base], f[base + _U1])
-    for x in range(base + _U1, base + W - _U1):
-        out[x] = max(max(f[x - _U1], f[x]), f[x + _U1])
-    out[base + W - _U1] = max(f[base + W - uint64(2)], f[base + W - _U1])
-
-
-@njit(cache=True)
-def column_keep(u8, keep, maxima):
-    """Per pixel, 1 unless a straight column run from it reaches, up or down, (maxima) a higher pixel through
-    its own value, or (minima) the border through values <= its own; else 0. The row version is this on the
-    transposed map. Two vectorised passes."""
-    h, w = u8.shape
-    W = uint64(w)
-    f, k = u8.ravel(), keep.ravel()
-    far = np.empty(h * w, np.uint8)  # maxima: first different value below (0 past the border); minima: max below
-    last = uint64(h - 1) * W
-    for i in range(last, last + W):
-        far[i] = 0 if maxima else f[i]
-    for y in range(h - 2, -1, -1):
-        base = uint64(y) * W
-        if maxima:
-            for i in range(base, base + W):
-                n = f[i + W]
-                far[i] = far[i + W] if n == f[i] else n
-        else:
-            for i in range(base, base + W):
-                far[i] = max(far[i + W], f[i])
-    near = np.zeros(w, np.uint8) if maxima else u8[0].copy()  # the same from the top, carried down
-    for y in range(h):
-        base = uint64(y) * W
-        if maxima:
-            if y > 0:
-                for x in range(W):
-                    a, v = f[base - W + x], f[base + x]
-                    near[x] = near[x] if a == v else a
-            for x in range(W):
-                v = f[base + x]
-                k[base + x] = (near[x] <= v) & (far[base + x] <= v)
-        else:
-            for x in range(W):
-                v = f[base + x]
-                u = max(near[x], v)
-                near[x] = u
-                k[base + x] = (u != v) & (far[base + x] != v)
-
-
-@njit(cache=True)
-def maxima_candidates(u8, keep_rows, cand):
-    """``cand[y, x] = u8[y, x]`` where the pixel is > 0, the max of its 3x3 neighbourhood, and no straight
-    vertical or horizontal (``keep_rows``, 0/1) run of its own value reaches a higher pixel (then its flat
-    zone has a higher neighbour); else 0.
-
-    ``u8`` C-contiguous; ``cand``: C-contiguous h x w8 uint8 (w8 >= w), columns past w zeroed. Vectorised
-    passes over the map.
-    """
-    h, w = u8.shape
-    H, W, W8 = uint64(h), uint64(w), uint64(cand.shape[1])
-    f, c, kr = u8.ravel(), cand.ravel(), keep_rows.ravel()
-    below = np.empty(h * w, np.uint8)  # the first different value below each pixel (0 past the border)
-    for x in range((H - _U1) * W, H * W):
-        below[x] = 0
-    for y in range(h - 2, -1, -1):
-        base = uint64(y) * W
-        for i in range(base, base + W):
-            n = f[i + W]
-            below[i] = below[i + W] if n == f[i] else n
-    m3 = np.empty(h * w, np.uint8)  # 3-wide row maxima
-    for y in range(H):
-        _row_max3(f, m3, y * W, w)
-    above = np.zeros(w, np.uint8)  # the first different value above, carried down each column
-    for y in range(H):
-        base = y * W
-        up = base - W if y > 0 else base
-        down = base + W if y + _U1 < H else base
-        out = y * W8
-        if y > 0:
-            for x in range(W):
-                a, v = f[up + x], f[base + x]
-                above[x] = above[x] if a == v else a
-        for x in range(W):
-            i = base + x
-            v = f[i]
-            m = max(max(m3[up + x], m3[i]), m3[down + x])
-            keep = (m == v) & (above[x] <= v) & (below[i] <= v) & (kr[i] != 0)
-            c[out + x] = v if keep else 0  # v == 0 stays out
-        for x in range(out + W, out + W8):
-            c[x] = 0
-
-
-@njit(cache=True)
-def minima_candidates(u8, keep_rows, cand):
-    """``cand[y, x] = 255`` where the pixel is the min of itself and its 4 neighbours and no straight column
-    or row (``keep_rows``, 0/1) run reaches the border through values <= its own (then at every level above
-    it its background runs to the border, so it is in no hole); else 0. Layout as in ``maxima_candidates``."""
-    h, w = u8.shape
-    H, W, W8 = uint64(h), uint64(w), uint64(cand.shape[1])
-    f, c, kr = u8.ravel(), cand.ravel(), keep_rows.ravel()
-    down = np.empty(h * w, np.uint8)  # max from each pixel down to the bottom
-    for x in range((H - _U1) * W, H * W):
-        down[x] = f[x]
-    for y in range(h - 2, -1, -1):
-        base = uint64(y) * W
-        for i in range(base, base + W):
-            down[i] = max(down[i + W], f[i])
-    low = np.empty(h * w, np.uint8)  # min of each pixel and its left and right neighbours
-    for y in range(H):
-        base = y * W
-        if w == 1:
-            low[base] = f[base]
-            continue
-        low[base] = min(f[base], f[base + _U1])
-        for x in range(base + _U1, base + W - _U1):
-            low[x] = min(min(f[x - _U1], f[x]), f[x + _U1])
-        low[base + W - _U1] = min(f[base + W - uint64(2)], f[base + W - _U1])
-    up = np.zeros(w, np.uint8)  # max from the top down to each pixel
-    for y in range(H):
-        base = y * W
-        above = base - W if y > 0 else base
-        below = base + W if y + _U1 < H else base
-        out = y * W8
-        for x in range(W):
-            i = base + x
-            v = f[i]
-            u = max(up[x], v)
-            up[x] = u
-            m = min(min(f[above + x], f[below + x]), low[i])
-            keep = (m == v) & (u != v) & (down[i] != v) & (kr[i] != 0)
-            c[out + x] = 255 if keep else 0
-        for x in range(out + W, out + W8):
-            c[x] = 0
-
-
-@njit(cache=True)
-def _find32(parent, a):
-    while parent[a] != a:
-        parent[a] = parent[parent[a]]
-        a = parent[a]
-    return a
-
-
-@njit(cache=True)
-def candidate_zones(u8, cand, words, diagonal, interior, highest_first, runs):
-    """The flat zones of candidate pixels that are true extrema: one row (value, y, x) per zone (its first
-    pixel in raster order), sorted by value (stable), highest first when ``highest_first``.
-
-    A zone (candidates joined 8-connected when ``diagonal``, else 4; adjacent candidates share their value)
-    is an extremum unless a neighbour outside it has its value (that neighbour has a higher/lower neighbour,
-    or was dropped as being in such a zone); ``interior`` also drops zones touching the image border.
-    ``cand``: h x w8 (C-contiguous), ``words`` the same memory as uint64, to skip empty stretches;
-    ``runs``: int32 scratch (3, >= h * (w // 2 + 1)). A union-find over row runs of candidates: cost ~ runs
-    + their length + pixels / 8.
-    """
-    h, w = u8.shape
-    w8 = cand.shape[1]
-    n_words = words.shape[1]
-    f, c, fw = u8.ravel(), cand.ravel(), words.ravel()
-    parent, start, spoiled = runs[0], runs[1], runs[2]  # start: the run's first pixel (y * w + x)
-    d = 1 if diagonal else 0
-    labels = np.full((2, w), -1, np.int32)  # run of each pixel of the previous and the current row
-    n = 0
-    prev_has = False
-    for y in range(h):
-        has = False
-        for k in range(n_words):
-            if fw[y * n_words + k] != 0:
-                has = True
-                break
-        if not has:
-            prev_has = False
-            continue
-        cur, prev = labels[y & 1], labels[1 - (y & 1)]
-        cur[:] = -1
-        row, up, down = y * w8, (y - 1) * w8, (y + 1) * w8
-        x = 0
-        while x < w:
-            if x % 8 == 0 and fw[y * n_words + x // 8] == 0:
-                x += 8
-                continue
-            if c[row + x] == 0:
-                x += 1
-                continue
-            x0 = x
-            while x + 1 < w and c[row + x + 1] != 0:
-                x += 1
-            x1 = x
-            v = f[y * w + x0]
-            r = n
-            n += 1
-            parent[r], start[r], spoiled[r] = r, y * w + x0, 0
-            bad = (x0 > 0 and f[y * w + x0 - 1] == v) or (x1 < w - 1 and f[y * w + x1 + 1] == v)
-            if interior and (y == 0 or y == h - 1 or x0 == 0 or x1 == w - 1):
-                bad = True
-            for xx in range(x0, x1 + 1):
-                cur[xx] = r
-            lo, hi = max(x0 - d, 0), min(x1 + d, w - 1)
-            if y > 0:
-                last = -1
-                for xx in range(lo, hi + 1):
-                    if c[up + xx] == 0:
-                        bad |= f[(y - 1) * w + xx] == v
-                    elif prev_has:
-                        q = prev[xx]
-                        if q != last:  # an adjacent candidate run above: the same zone
-                            last = q
-                            ra, rb = _find32(parent, q), _find32(parent, r)
-                            if ra != rb:
-                                lo_r, hi_r = min(ra, rb), max(ra, rb)
-                                parent[hi_r] = lo_r
-                                spoiled[lo_r] |= spoiled[hi_r]
-            if y < h - 1 and not bad:
-                for xx in range(lo, hi + 1):
-                    if c[down + xx] == 0 and f[(y + 1) * w + xx] == v:
-                        bad = True
-                        break
-            if bad:
-                spoiled[_find32(parent, r)] = 1
-            x += 1
-        prev_has = True
-    out = np.empty((n, 3), np.int64)
-    k = 0
-    for r in range(n):
-        if parent[r] == r and spoiled[r] == 0:
-            p = start[r]
-            yy = p // w
-            out[k, 0], out[k, 1], out[k, 2] = f[p], yy, p - yy * w
-            k += 1
-    out = out[:k]
-    key = -out[:, 0] if highest_first else out[:, 0].copy()
-    return out[np.argsort(key, kind="mergesort")]
-
-
-@njit(cache=True)
-def fill_range_max_tables(u8, rows, cols):
-    """``rows[j]`` / ``cols[j]`` (flat h * w) = max of u8 over 2**j pixels to the right / below each pixel (sparse
-    tables; entries whose span passes the end hold other values and are never read). Vectorised."""
+def fill_column_tables(u8, out):
+    """``out[j]`` (flat h * w) = max of ``u8`` over the 2**j pixels from each one down its column (a sparse
+    table; entries whose span passes the bottom hold other values and are never read). Vectorised."""
     h, w = u8.shape
     size = uint64(h * w)
     W = uint64(w)
     f = u8.ravel()
-    r0, c0 = rows[0], cols[0]
+    o0 = out[0]
     for i in range(size):
-        r0[i] = f[i]
-        c0[i] = f[i]
-    for j in range(1, rows.shape[0]):
-        shift = uint64(1 << (j - 1))
-        a, o = rows[j - 1], rows[j]
-        if shift < size:
-            for i in range(size - shift):
-                o[i] = max(a[i], a[i + shift])
-        shift *= W
-        a, o = cols[j - 1], cols[j]
+        o0[i] = f[i]
+    for j in range(1, out.shape[0]):
+        shift = uint64(1 << (j - 1)) * W
+        a, o = out[j - 1], out[j]
         if shift < size:
             for i in range(size - shift):
                 o[i] = max(a[i], a[i + shift])

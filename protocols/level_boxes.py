@@ -7,8 +7,11 @@ foreground components and the borders of their 4-connected holes); the largest-r
 contour of largest ``cv2.contourArea`` (the first on ties); each box is the contour's bounding rectangle.
 
 How. Thresholds collapse to distinct cuts ("levels"), nested foregrounds scanned from the highest down.
-Every component holds a regional maximum and every hole an interior regional minimum (both found once per
-map, in O(pixels)), so most levels are certified without tracing a contour (``_level_boxes_kernels``):
+Two exact paths, checked against the reference and each other in the tests:
+
+The certified scan (mode "one-pass"; fast on smooth maps with few maxima). Every component holds a regional
+maximum and every hole an interior regional minimum (both found once per map, ``_extrema``), so most levels
+are certified without tracing a contour (``_level_boxes_kernels``):
 - all maxima above the level known to be connected: one component, its box is the foreground's extent.
   Maxima are known connected at levels up to the lowest value on the straight pixel line between them,
   or from a contour search that found their cell to be one component (then at every lower level too);
@@ -21,8 +24,14 @@ map, in O(pixels)), so most levels are certified without tracing a contour (``_l
   cell that may hold a hole (interior minima, as above, found when first needed) is bounded by its box only,
   since the hole adds to its outer contour's area.
 A level that fails runs OpenCV's contour search on the foreground's extent, which is then its answer.
-In "auto" mode, noisy maps (more than ``MAX_MAXIMA`` maxima) are searched level by level, and so is the rest
-of a map once most of its levels have needed a search.
+
+The component tree (mode "tree"; its cost does not grow with the number of levels or maxima): one
+union-find pass adds the pixels from the highest level down and reads every level's components, a second
+pass the holes (``_component_tree``).
+
+"auto" runs the scan and hands the rest of a map over to the tree when its contour searches are expected
+to cost more than the tree (a map with many maxima: more than ``MAX_MAXIMA`` from the start, more than
+``FEW_MAXIMA`` once its searches come at that rate); the expected costs are measured as it goes.
 
 Boxes are inclusive pixel extents (x0, y0, x1, y1); a level without foreground has one row (0, 0, -1, -1).
 """
@@ -37,17 +46,16 @@ import numpy as np
 
 
 NO_REGION = (0, 0, -1, -1)
-_K3 = np.ones((3, 3), np.uint8)
-_CROSS = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
 MAX_CELLS = 64  # cells per level the certified scan keeps; beyond, the level is searched
 MAX_MAXIMA = 64  # "auto": a noisier map (many merges, each a search) goes to the tree or per-level searches
-FEW_MAXIMA = 8  # "auto": a map with more maxima hands over to the tree once its searches are expected to cost more
+FEW_MAXIMA = 8  # "auto": a map with more maxima goes to the tree where the scan is expected to cost more
 LINKED_NEIGHBOURS = 8  # each maximum is tried for a straight connection to this many nearest ones
 GIVE_UP_SEARCHES = 16  # "auto": once this many levels and over half of those scanned needed a search, search on
 MAX_TABLE_BYTES = 64 << 20  # range-max tables above this (huge maps): the levels needing them are searched
 
 
 _kernels = None
+_extrema_kernels = None
 _tree_kernels = None
 
 
@@ -59,6 +67,16 @@ def _compiled():
 
         _kernels = _level_boxes_kernels
     return _kernels
+
+
+def _extrema():
+    """The regional extrema loops (``_extrema``), imported on first use."""
+    global _extrema_kernels
+    if _extrema_kernels is None:
+        from wsolbench.protocols import _extrema
+
+        _extrema_kernels = _extrema
+    return _extrema_kernels
 
 
 def _tree():
@@ -94,7 +112,7 @@ def _candidate_mask(u8: np.ndarray, maxima: bool):
     then the zones that are true extrema (the scratch is kept per thread and overwritten by the next call)."""
     h, w = u8.shape
     mask = _reused("mask", (h, (w + 7) // 8 * 8), np.uint8)
-    kernels = _compiled()
+    kernels = _extrema()
     # the row test is the column test on the transposed map (OpenCV's transpose is vectorised)
     turned = cv2.transpose(u8)
     keep = _reused("keep_t", turned.shape, np.uint8)
@@ -130,21 +148,17 @@ def _reused(name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
     return cached
 
 
-def _runs(u8: np.ndarray) -> np.ndarray:
-    """Scratch rows for ``extremum_zones``: room for every row run of the map."""
-    h, w = u8.shape
-    return _reused("runs", (4, h * (w // 2 + 1)), np.int64)
-
-
 def range_max_tables(u8: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """rows[j, y, x] = max u8[y, x : x + 2**j], cols[j, y, x] = max u8[y : y + 2**j, x] (sparse tables:
-    the max of any row or column segment is the max of two entries; entries past the end hold other values).
-    The arrays are reused by the next call in the same thread."""
+    """rows[j, x, y] = max u8[y, x : x + 2**j] (column-major, so that a scan down the rows reads contiguous
+    memory), cols[j, y, x] = max u8[y : y + 2**j, x]: sparse tables, the max of any row or column segment is
+    the max of two entries (entries past the end hold other values). Reused by the next call in the thread."""
     h, w = u8.shape
     n = max(h, w).bit_length()
-    rows, cols = _reused("rows", (n, h * w), np.uint8), _reused("cols", (n, h * w), np.uint8)
-    _compiled().fill_range_max_tables(u8, rows, cols)
-    return rows.reshape(n, h, w), cols.reshape(n, h, w)
+    rows, cols = _reused("rows", (n, w * h), np.uint8), _reused("cols", (n, h * w), np.uint8)
+    kernels = _compiled()
+    kernels.fill_column_tables(cv2.transpose(u8), rows)
+    kernels.fill_column_tables(u8, cols)
+    return rows.reshape(n, w, h), cols.reshape(n, h, w)
 
 
 def window_lows(u8: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -211,7 +225,12 @@ def tree_rows(u8: np.ndarray, values: np.ndarray, multi_contour: bool, first: in
     order, start = tree.level_order(u8, values)
     boxes, levels, need = tree.foreground_tree(u8, order, start, not multi_contour, _opencv_tie_order())
     if multi_contour:
-        holes, hole_levels = tree.hole_boxes(u8, order, start)
+        # pixels with a straight path to the border through values <= their own are in no hole
+        columns, rows = _reused("escape_c", u8.shape, np.uint8), _reused("escape_r", u8.shape[::-1], np.uint8)
+        tree.column_escape(u8, columns)
+        tree.column_escape(cv2.transpose(u8), rows)
+        may_hole = cv2.compare(cv2.min(columns, cv2.transpose(rows)), u8, cv2.CMP_GT)
+        holes, hole_levels = tree.hole_boxes(u8, order, start, (may_hole.reshape(-1) > 0).view(np.uint8))
         boxes, levels = np.concatenate([boxes, holes]), np.concatenate([levels, hole_levels])
     keep = levels >= first
     return levels[keep], boxes[keep], [int(i) for i in np.flatnonzero(need[first:]) + first]
@@ -220,6 +239,9 @@ def tree_rows(u8: np.ndarray, values: np.ndarray, multi_contour: bool, first: in
 # The component tree's cost per pixel (seconds; measured on 224 x 224 maps: ~0.9-1.1 ms with the largest rule,
 # ~1.6-1.9 ms with the hole pass of the all-regions rule), against the contour searches it would replace.
 TREE_SECONDS_PER_PIXEL = {False: 20e-9, True: 36e-9}
+# The certified scan's cost per pixel and level on a map with more than FEW_MAXIMA maxima (measured: 25-36 us
+# a level on 224 x 224 maps with 10-60 maxima, most of it contour searches).
+SCAN_SECONDS_PER_PIXEL_LEVEL = 0.6e-9
 
 
 def _search_or_tree(u8, values, extents, multi_contour, first, searched, boxes, counts, n_empty, level_of,
@@ -266,6 +288,9 @@ def threshold_boxes(u8: np.ndarray, thresholds: np.ndarray, multi_contour: bool,
     maxima = regional_maxima(u8)
     if mode == "auto" and len(maxima) > MAX_MAXIMA:  # a noisy map: most levels would need a search
         return _search_or_tree(u8, values, extents, multi_contour, 0, {}, *none, n_empty, level_of, None)
+    if mode == "auto" and len(maxima) > FEW_MAXIMA and \
+            len(values) * SCAN_SECONDS_PER_PIXEL_LEVEL > TREE_SECONDS_PER_PIXEL[multi_contour]:
+        return _from_tree(u8, values, extents, multi_contour, 0, {}, *none, n_empty, level_of)
 
     boxes = _reused("boxes", (max(256, len(values)), MAX_CELLS, 4), np.int64)[: len(values)]
     counts = np.zeros(len(values), np.int64)
