@@ -196,7 +196,46 @@ def test_odd_shapes_and_thresholds():
     u8 = (rng.random((20, 20)) * 255).astype(np.uint8)
     for multi in (False, True):  # unsorted, repeated, out of [0, 1)
         _same_as_reference(u8, [0.9, -0.2, 0.1, 1.0, 1.5, 0.1], multi)
-    assert len(threshold_boxes(u8, np.zeros(0), True).start) == 1
+    for mode in ("auto", "tree", "one-pass"):
+        assert len(threshold_boxes(u8, np.zeros(0), True, mode=mode).start) == 1
+
+
+def test_auto_hands_a_map_with_many_maxima_to_the_component_tree(monkeypatch):
+    import wsolbench.protocols.level_boxes as level_boxes
+
+    calls = []
+    real = level_boxes._from_tree
+    monkeypatch.setattr(level_boxes, "_from_tree", lambda *a, **k: calls.append(a[4]) or real(*a, **k))
+    rng = np.random.default_rng(21)
+    m = cv2.resize(rng.random((7, 7)).astype(np.float32), (96, 80), interpolation=cv2.INTER_CUBIC)
+    u8 = ((m - m.min()) / (m.max() - m.min()) * 255).astype(np.uint8)
+    assert level_boxes.FEW_MAXIMA < len(regional_maxima(u8)) <= level_boxes.MAX_MAXIMA
+    for multi in (False, True):
+        calls.clear()
+        _same_as_reference(u8, np.arange(0, 1, 0.01), multi, modes=("auto",))
+        assert calls == [0]  # the whole map from the tree
+    smooth = np.zeros((80, 96), np.uint8)
+    smooth[20:60, 30:70] = 200  # one maximum: the certified scan, no tree
+    calls.clear()
+    _same_as_reference(smooth, np.arange(0, 1, 0.01), False, modes=("auto",))
+    assert calls == []
+
+
+def test_component_tree_on_a_large_non_square_map():
+    # the cub / ilsvrc presets score maps at the image's own size
+    rng = np.random.default_rng(22)
+    m = cv2.resize(rng.random((28, 28)).astype(np.float32), (500, 375), interpolation=cv2.INTER_CUBIC)
+    m += 0.05 * rng.random(m.shape).astype(np.float32)
+    u8 = ((m - m.min()) / (m.max() - m.min()) * 255).astype(np.uint8)
+    for multi in (False, True):
+        _same_as_reference(u8, np.arange(0, 1, 0.05), multi, modes=("tree", "auto"))
+
+
+def test_opencv_contour_order_is_known_for_settling_equal_areas():
+    from wsolbench.protocols.level_boxes import _opencv_tie_order
+
+    # 0 would still be exact (ties searched), but slower; this OpenCV lists separate contours last first
+    assert _opencv_tie_order() in (1, -1)
 
 
 def test_noisy_map_takes_the_per_level_search_with_the_same_boxes():
