@@ -40,7 +40,9 @@ def cam_like(rng, grid: int, noise: float = 0.0) -> np.ndarray:
         cy, cx = rng.uniform(0, grid, 2)
         sigma = rng.uniform(0.8, 2.5) * grid / 7
         f += rng.uniform(0.5, 1) * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * sigma**2))
-    return upsample(f + noise * rng.random((grid, grid)))
+    if noise:
+        f = f + noise * rng.random((grid, grid))
+    return upsample(f)
 
 
 def timed(fn, maps) -> float:

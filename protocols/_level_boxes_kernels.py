@@ -4,8 +4,9 @@
   level's foreground box;
 - ``line_links``, ``escape_values``: cheap certificates that two maxima are connected below a value, and
   that a minimum's background reaches the border above one;
-- ``fill_column_tables``: range-max (sparse) tables for ``_xy_cells``; ``window_lows``: 2x2 window lows for
-  contour-area counts (``_window_count``);
+- ``fill_block_maxima``: column maxima of 16-row blocks, for the row and column maxima of any rectangle
+  (``_band_max``) that ``_xy_cells`` cuts by; ``window_lows``: 2x2 window lows for contour-area counts
+  (``_window_count``);
 - ``scan_levels``: boxes level after level while they can be certified without a contour search;
 - ``gather_boxes``: every level's boxes in one array.
 The regional extrema it starts from are in ``_extrema.py``, the component tree for noisy maps in
@@ -182,96 +183,141 @@ def line_links(u8, maxima, neighbours):
     return links[np.argsort(-links[:, 0], kind="mergesort")]
 
 
-@njit(cache=True)
-def _log2_floor(n):
-    j = 0
-    while (2 << j) <= n:
-        j += 1
-    return j
+BLOCK = 16  # rows per block of ``fill_block_maxima``
 
 
 @njit(cache=True)
-def _xy_cells(rows, cols, v, extent, cells, stack):
+def fill_block_maxima(u8, out):
+    """``out[b, x]`` = max of ``u8[BLOCK * b : BLOCK * (b + 1), x]`` (vectorised)."""
+    h, w = u8.shape
+    W = uint64(w)
+    f, o = u8.ravel(), out.ravel()
+    for b in range(out.shape[0]):
+        base = uint64(b) * W
+        for x in range(W):
+            o[base + x] = 0
+        for y in range(b * BLOCK, min((b + 1) * BLOCK, h)):
+            row = uint64(y) * W
+            for x in range(W):
+                o[base + x] = max(o[base + x], f[row + x])
+
+
+@njit(cache=True)
+def _max_into(out, src, base, lo, hi):
+    for x in range(lo, hi):
+        out[x] = max(out[x], src[base + x])
+
+
+@njit(cache=True)
+def _band_max(u8, blocks, a0, a1, b0, b1, out):
+    """``out[b] = max(u8[a0 : a1 + 1, b])`` for b in [b0, b1]: whole blocks from ``blocks``
+    (``fill_block_maxima``), the rows before and after them one by one; vectorised along b."""
+    W = uint64(u8.shape[1])
+    f, fb = u8.ravel(), blocks.ravel()
+    lo, hi = uint64(b0), uint64(b1 + 1)
+    for x in range(lo, hi):
+        out[x] = 0
+    first_block = -(-a0 // BLOCK)  # the first block starting at or after a0
+    end_block = (a1 + 1) // BLOCK  # blocks before this one end at or before a1
+    if first_block >= end_block:  # no whole block inside
+        for a in range(a0, a1 + 1):
+            _max_into(out, f, uint64(a) * W, lo, hi)
+        return
+    for a in range(a0, first_block * BLOCK):
+        _max_into(out, f, uint64(a) * W, lo, hi)
+    for b in range(first_block, end_block):
+        _max_into(out, fb, uint64(b) * W, lo, hi)
+    for a in range(end_block * BLOCK, a1 + 1):
+        _max_into(out, f, uint64(a) * W, lo, hi)
+
+
+@njit(cache=True)
+def _runs_at_least(profile, lo, hi, v, runs):
+    """The runs of ``profile[lo : hi + 1] >= v`` as (first, last) rows of ``runs``; returns how many (-1 if
+    more than fit). One run, the usual case, costs a vectorised min between the ends."""
+    first, last = lo, hi
+    while first <= hi and profile[first] < v:
+        first += 1
+    if first > hi:
+        return 0
+    while profile[last] < v:
+        last -= 1
+    low = np.uint8(255)
+    for k in range(uint64(first), uint64(last + 1)):
+        low = min(low, profile[k])
+    if low >= v:
+        runs[0, 0], runs[0, 1] = first, last
+        return 1
+    n = 0
+    start = -1
+    for k in range(first, last + 2):
+        on = k <= last and profile[k] >= v
+        if on and start < 0:
+            start = k
+        elif not on and start >= 0:
+            if n == runs.shape[0]:
+                return -1
+            runs[n, 0], runs[n, 1] = start, k - 1
+            n += 1
+            start = -1
+    return n
+
+
+@njit(cache=True)
+def _xy_cells(u8, turned, blocks, turned_blocks, row_max, col_max, v, extent, cells, stack, profile, runs):
     """Split the foreground ``>= v`` inside ``extent`` by empty rows and columns, recursively.
 
     Every cell returned holds whole 8-connected components (an empty row or column band separates them) and is
-    their tight bounding box; returns the number of cells written to ``cells`` (-1 if more than fit).
-    ``stack``: scratch, (>= 4 * len(cells) + 4, 4) int64.
+    their tight bounding box; returns the number of cells written to ``cells`` (-1 if more than fit). A
+    rectangle's row and column maxima come from ``_band_max`` on the map and its transpose (``turned``);
+    ``blocks`` / ``turned_blocks``: their ``fill_block_maxima``; for ``extent`` itself, the foreground's box,
+    they are the map's ``row_max`` / ``col_max``. Scratch: ``stack`` (>= 4 * len(cells) + 4, 4), ``profile``
+    (>= max(h, w)), ``runs`` (R, 2).
     """
     cap = cells.shape[0]
-    h, w = rows.shape[2], cols.shape[2]
     stack[0] = extent
     top = 1
     n = 0
     while top > 0:
         top -= 1
         x0, y0, x1, y1 = stack[top, 0], stack[top, 1], stack[top, 2], stack[top, 3]
-        split = False
+        whole = top == 0 and n == 0  # still the extent: every foreground pixel is inside it
+        final = False
         while True:
-            # rows of the rectangle with foreground, as runs
-            j = _log2_floor(x1 - x0 + 1)
-            b = x1 - (1 << j) + 1
-            rj = rows[j].ravel()  # column-major: the rows' lookups are contiguous
-            left, right = x0 * h, b * h
-            first = -1
-            runs = 0
-            ry0 = ry1 = -1
-            for y in range(y0, y1 + 2):
-                on = y <= y1 and max(rj[left + y], rj[right + y]) >= v
-                if on and first < 0:
-                    first = y
-                elif not on and first >= 0:
-                    if runs == 0:
-                        ry0, ry1 = first, y - 1
-                    else:
-                        if runs == 1:
-                            if top + 2 > stack.shape[0]:
-                                return -1
-                            stack[top] = (x0, ry0, x1, ry1)
-                            top += 1
-                        if top + 1 > stack.shape[0]:
-                            return -1
-                        stack[top] = (x0, first, x1, y - 1)
-                        top += 1
-                    runs += 1
-                    first = -1
-            if runs != 1:
-                split = True  # several bands pushed (or, defensively, an empty rectangle dropped)
+            # rows with foreground (maxima along x: on the transpose), as runs
+            if whole:
+                k = _runs_at_least(row_max, y0, y1, v, runs)
+            else:
+                _band_max(turned, turned_blocks, x0, x1, y0, y1, profile)
+                k = _runs_at_least(profile, y0, y1, v, runs)
+            if k < 0 or top + k > stack.shape[0]:
+                return -1
+            if k != 1:  # several bands, each split further (or, defensively, none: dropped)
+                for r in range(k):
+                    stack[top] = (x0, runs[r, 0], x1, runs[r, 1])
+                    top += 1
                 break
-            y0, y1 = ry0, ry1
-            j = _log2_floor(y1 - y0 + 1)
-            b = y1 - (1 << j) + 1
-            first = -1
-            runs = 0
-            rx0 = rx1 = -1
-            cj = cols[j].ravel()
-            upper, lower = y0 * w, b * w
-            for x in range(x0, x1 + 2):
-                on = x <= x1 and max(cj[upper + x], cj[lower + x]) >= v
-                if on and first < 0:
-                    first = x
-                elif not on and first >= 0:
-                    if runs == 0:
-                        rx0, rx1 = first, x - 1
-                    else:
-                        if runs == 1:
-                            if top + 2 > stack.shape[0]:
-                                return -1
-                            stack[top] = (rx0, y0, rx1, y1)
-                            top += 1
-                        if top + 1 > stack.shape[0]:
-                            return -1
-                        stack[top] = (first, y0, x - 1, y1)
-                        top += 1
-                    runs += 1
-                    first = -1
-            if runs > 1:
-                split = True
+            whole = whole and runs[0, 0] == y0 and runs[0, 1] == y1
+            y0, y1 = runs[0, 0], runs[0, 1]
+            # then columns, within those rows
+            if whole:
+                k = _runs_at_least(col_max, x0, x1, v, runs)
+            else:
+                _band_max(u8, blocks, y0, y1, x0, x1, profile)
+                k = _runs_at_least(profile, x0, x1, v, runs)
+            if k < 0 or top + k > stack.shape[0]:
+                return -1
+            if k != 1:
+                for r in range(k):
+                    stack[top] = (runs[r, 0], y0, runs[r, 1], y1)
+                    top += 1
                 break
-            if rx0 == x0 and rx1 == x1:
-                break  # no narrower in either direction: a final cell
-            x0, x1 = rx0, rx1
-        if not split:
+            if runs[0, 0] == x0 and runs[0, 1] == x1:
+                final = True  # no narrower in either direction: a cell
+                break
+            whole = False
+            x0, x1 = runs[0, 0], runs[0, 1]
+        if final:
             if n == cap:
                 return -1
             cells[n] = (x0, y0, x1, y1)
@@ -365,15 +411,16 @@ def _largest_by_windows(cells, n_cells, v, low1, low2, minima, escape):
 
 
 @njit(cache=True)
-def scan_levels(start, values, extents, rows, cols, maxima, group, links, minima, escape, minima_known, largest, low1,
-                low2, boxes, counts, cell_of_max, need):
+def scan_levels(start, values, extents, u8, turned, blocks, turned_blocks, row_max, col_max, maxima, group, links,
+                minima, escape, minima_known, largest, low1, low2, boxes, counts, cell_of_max, need):
     """Certified boxes of levels ``start, start + 1, ...`` (``values`` descending: foreground ``u8 >= v``).
 
     - A component holds a regional maximum: where all maxima alive (value >= v) are known connected
       (``group``, a union-find over ``maxima``; ``links`` (level, a, b), highest first, are joined on the way
       down; the caller joins more from contour searches) there is one component, the foreground's extent.
-    - Otherwise the foreground is cut into cells by empty rows and columns (``rows``/``cols``: range-max
-      tables); a cell whose maxima are all in one group is one component and its box is the cell.
+    - Otherwise the foreground is cut into cells by empty rows and columns (``_xy_cells``, from the map, its
+      transpose ``turned`` and their block maxima); a cell whose maxima are all in one group is one component
+      and its box is the cell.
     - All-regions rule: a hole holds an interior minimum below v, strictly inside its component's box and
       with ``escape`` >= v; a cell with none has no hole.
     - Largest-region rule, several cells: the cell B with the biggest box wins when its full 2x2 windows (unit
@@ -384,14 +431,16 @@ def scan_levels(start, values, extents, rows, cols, maxima, group, links, minima
       both rules) is only bounded by its box.
     Writes ``boxes[i, :counts[i]]`` and returns the first level not certified (``len(values)`` when none), its
     cells in ``boxes[i]`` (``counts[i] = -(cells + 1)``) and each alive maximum's cell in ``cell_of_max``. It also
-    returns where ``rows``/``cols``, ``low1``/``low2`` (``window_lows``) or ``minima`` (``minima_known``
-    False) are needed but still empty, with ``need[0]`` = 1, 2 or 3.
+    returns where ``blocks`` (empty: ``fill_block_maxima``), ``low1``/``low2`` (``window_lows``) or
+    ``minima`` (``minima_known`` False) are needed but still empty, with ``need[0]`` = 1, 2 or 3.
     """
     n_levels = values.shape[0]
     cap = boxes.shape[1]
     n_max = maxima.shape[0]
     cells = np.empty((cap, 4), np.int64)
     stack = np.empty((4 * cap + 4, 4), np.int64)  # scratch of _xy_cells
+    profile = np.empty(max(u8.shape[0], u8.shape[1]), np.uint8)
+    runs = np.empty((cap, 2), np.int64)
     first_root = np.empty(cap, np.int64)
     link = 0
     for i in range(start, n_levels):
@@ -414,10 +463,11 @@ def scan_levels(start, values, extents, rows, cols, maxima, group, links, minima
             cells[0] = extents[i]
             n_cells = 1
         else:
-            if rows.shape[0] == 0:
+            if blocks.shape[0] == 0:
                 need[0] = 1
                 return i
-            n_cells = _xy_cells(rows, cols, v, extents[i], cells, stack)
+            n_cells = _xy_cells(u8, turned, blocks, turned_blocks, row_max, col_max, v, extents[i], cells, stack,
+                                profile, runs)
         certain = n_cells > 0
         for m in range(alive):
             cell_of_max[m] = -1
@@ -555,22 +605,3 @@ def levels_and_extents(u8, thresholds):
         cuts[j] = np.int64(thresholds[j] * np.float64(top))
     values, n_empty, level_of = distinct_levels(cuts, top)
     return values, n_empty, level_of, _extents_of(rows, cols, values)
-
-
-@njit(cache=True)
-def fill_column_tables(u8, out):
-    """``out[j]`` (flat h * w) = max of ``u8`` over the 2**j pixels from each one down its column (a sparse
-    table; entries whose span passes the bottom hold other values and are never read). Vectorised."""
-    h, w = u8.shape
-    size = uint64(h * w)
-    W = uint64(w)
-    f = u8.ravel()
-    o0 = out[0]
-    for i in range(size):
-        o0[i] = f[i]
-    for j in range(1, out.shape[0]):
-        shift = uint64(1 << (j - 1)) * W
-        a, o = out[j - 1], out[j]
-        if shift < size:
-            for i in range(size - shift):
-                o[i] = max(a[i], a[i + shift])

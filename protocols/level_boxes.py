@@ -15,8 +15,9 @@ are certified without tracing a contour (``_level_boxes_kernels``):
 - all maxima above the level known to be connected: one component, its box is the foreground's extent.
   Maxima are known connected at levels up to the lowest value on the straight pixel line between them,
   or from a contour search that found their cell to be one component (then at every lower level too);
-- else the foreground is cut by empty rows and columns (O(1) range maxima) into cells that hold whole
-  components; a cell whose maxima are known connected is one component and its box is the cell;
+- else the foreground is cut by empty rows and columns (the row and column maxima of a rectangle come from
+  16-row block maxima of the map and of its transpose) into cells that hold whole components; a cell whose
+  maxima are known connected is one component and its box is the cell;
 - all-regions rule: no hole where no interior minimum below the level lies strictly inside a cell, not
   counting a minimum with a straight row or column path below the level to the border;
 - largest rule, several cells: the winner is certified by counts of 2x2 windows (full windows are unit
@@ -51,7 +52,6 @@ MAX_MAXIMA = 64  # "auto": a noisier map (many merges, each a search) goes to th
 FEW_MAXIMA = 8  # "auto": a map with more maxima goes to the tree where the scan is expected to cost more
 LINKED_NEIGHBOURS = 8  # each maximum is tried for a straight connection to this many nearest ones
 GIVE_UP_SEARCHES = 16  # "auto": once this many levels and over half of those scanned needed a search, search on
-MAX_TABLE_BYTES = 64 << 20  # range-max tables above this (huge maps): the levels needing them are searched
 
 
 _kernels = None
@@ -148,17 +148,16 @@ def _reused(name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
     return cached
 
 
-def range_max_tables(u8: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """rows[j, x, y] = max u8[y, x : x + 2**j] (column-major, so that a scan down the rows reads contiguous
-    memory), cols[j, y, x] = max u8[y : y + 2**j, x]: sparse tables, the max of any row or column segment is
-    the max of two entries (entries past the end hold other values). Reused by the next call in the thread."""
-    h, w = u8.shape
-    n = max(h, w).bit_length()
-    rows, cols = _reused("rows", (n, w * h), np.uint8), _reused("cols", (n, h * w), np.uint8)
+def block_maxima(u8: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The transposed map and the column maxima of 16-row blocks of the map and of its transpose: from them
+    ``_xy_cells`` gets any rectangle's row and column maxima (reused by the next call in the thread)."""
     kernels = _compiled()
-    kernels.fill_column_tables(cv2.transpose(u8), rows)
-    kernels.fill_column_tables(u8, cols)
-    return rows.reshape(n, w, h), cols.reshape(n, h, w)
+    turned = cv2.transpose(u8)
+    blocks = _reused("blocks", (-(-u8.shape[0] // kernels.BLOCK), u8.shape[1]), np.uint8)
+    turned_blocks = _reused("turned_blocks", (-(-u8.shape[1] // kernels.BLOCK), u8.shape[0]), np.uint8)
+    kernels.fill_block_maxima(u8, blocks)
+    kernels.fill_block_maxima(turned, turned_blocks)
+    return turned, blocks, turned_blocks
 
 
 def window_lows(u8: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -302,23 +301,24 @@ def threshold_boxes(u8: np.ndarray, thresholds: np.ndarray, multi_contour: bool,
     minima_known = multi_contour
     minima = interior_minima(u8) if minima_known else np.zeros((0, 3), np.int64)
     escape = kernels.escape_values(u8, minima)
-    rows = cols = np.zeros((0, 1, 1), np.uint8)  # made when first needed
+    row_max, col_max = kernels.row_col_max(u8)
+    turned = blocks = turned_blocks = np.zeros((0, 0), np.uint8)  # made when first needed
     low1 = low2 = np.zeros((0, 0), np.uint8)
     if len(maxima) > 1:  # some level will almost surely need them: made now, the scan runs through
-        if 2 * max(u8.shape).bit_length() * u8.size <= MAX_TABLE_BYTES:
-            rows, cols = range_max_tables(u8)
+        turned, blocks, turned_blocks = block_maxima(u8)
     need = np.zeros(1, np.int64)
     searched: dict[int, np.ndarray] = {}
     search_seconds = 0.0
     first_search = (0, 0.0)  # (level, time) of the first search
     i = 0
     while i < len(values):
-        i = kernels.scan_levels(i, values, extents, rows, cols, maxima, group, links, minima, escape, minima_known,
-                                not multi_contour, low1, low2, boxes, counts, cell_of_max, need)
+        i = kernels.scan_levels(i, values, extents, u8, turned, blocks, turned_blocks, row_max, col_max, maxima, group,
+                                links, minima, escape, minima_known, not multi_contour, low1, low2, boxes, counts,
+                                cell_of_max, need)
         if i == len(values):
             break
-        if need[0] == 1 and 2 * max(u8.shape).bit_length() * u8.size <= MAX_TABLE_BYTES:
-            rows, cols = range_max_tables(u8)
+        if need[0] == 1:
+            turned, blocks, turned_blocks = block_maxima(u8)
             need[0] = 0
             continue
         if need[0] == 2:

@@ -289,15 +289,16 @@ def test_regional_maxima_and_interior_minima_against_brute_force():
                 assert any(holes[y, x] == h for value, y, x in minima.tolist() if value < v)
 
 
-def test_without_range_tables_levels_are_searched(monkeypatch):
-    import wsolbench.protocols.level_boxes as level_boxes
-
-    monkeypatch.setattr(level_boxes, "MAX_TABLE_BYTES", 0)  # as for a huge map: no tables, search instead
-    rng = np.random.default_rng(9)
-    m = cv2.resize(rng.random((6, 6)).astype(np.float32), (50, 40), interpolation=cv2.INTER_LINEAR)
-    u8 = ((m - m.min()) / (m.max() - m.min()) * 255).astype(np.uint8)
-    for multi in (False, True):
-        _same_as_reference(u8, np.arange(0, 1, 0.01), multi, modes=("one-pass",))
+def test_cells_of_rectangles_that_cross_block_boundaries():
+    # blobs placed so that cells start and end inside, at and across the 16-row blocks of the row/column maxima
+    for h, w in ((50, 40), (33, 17), (16, 48), (17, 16)):
+        rng = np.random.default_rng(h * w)
+        u8 = np.zeros((h, w), np.uint8)
+        for _ in range(6):
+            y, x = int(rng.integers(0, h)), int(rng.integers(0, w))
+            u8[y : y + int(rng.integers(1, 9)), x : x + int(rng.integers(1, 9))] = rng.integers(40, 255)
+        for multi in (False, True):
+            _same_as_reference(u8, np.arange(0, 1, 0.05), multi, modes=("one-pass",))
 
 
 def test_line_links_take_the_smallest_value_on_the_rounded_straight_line():
