@@ -25,13 +25,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-
-@njit(cache=True)
-def _find(parent, a):
-    while parent[a] != a:
-        parent[a] = parent[parent[a]]
-        a = parent[a]
-    return a
+from wsolbench.protocols._union_find import find
 
 
 @njit(cache=True)
@@ -110,6 +104,20 @@ _ARCS4, _N_ARCS4 = _arc_table(False)
 
 
 @njit(cache=True)
+def _grow_box(st, r, x, y):
+    """Root ``r``'s box (``st[r, :4]``: x0 y0 x1 y1) takes in pixel (x, y)."""
+    st[r, 0], st[r, 1] = min(st[r, 0], x), min(st[r, 1], y)
+    st[r, 2], st[r, 3] = max(st[r, 2], x), max(st[r, 3], y)
+
+
+@njit(cache=True)
+def _join_boxes(st, keep, gone):
+    """Root ``keep``'s box takes in root ``gone``'s."""
+    st[keep, 0], st[keep, 1] = min(st[keep, 0], st[gone, 0]), min(st[keep, 1], st[gone, 1])
+    st[keep, 2], st[keep, 3] = max(st[keep, 2], st[gone, 2]), max(st[keep, 3], st[gone, 3])
+
+
+@njit(cache=True)
 def _room(out_boxes, out_level, k_out, more):
     """The output arrays, grown (doubled) when ``more`` rows do not fit after ``k_out``."""
     if k_out + more <= out_boxes.shape[0]:
@@ -168,25 +176,21 @@ def foreground_tree(u8, order, start, largest, tie_order):
                 n_live += 1
                 continue
             t = _ARCS8[code, 0]
-            r = _find(parent, p + _DY[t] * w + _DX[t])
+            r = find(parent, p + _DY[t] * w + _DX[t])
             parent[p] = r  # p joins its first group's component, then the others join it
-            st[r, 0], st[r, 1] = min(st[r, 0], x), min(st[r, 1], y)
-            st[r, 2], st[r, 3] = max(st[r, 2], x), max(st[r, 3], y)
+            _grow_box(st, r, x, y)
             st[r, 4] += d_own
             st[r, 5] += d_euler
             st[r, 6] += 1
             st[r, 7] = min(st[r, 7], p)
             for a in range(1, arcs):
                 t = _ARCS8[code, a]
-                s = _find(parent, p + _DY[t] * w + _DX[t])
+                s = find(parent, p + _DY[t] * w + _DX[t])
                 if s == r:
                     continue
                 keep, gone = (s, r) if st[s, 6] >= st[r, 6] else (r, s)  # union by size
                 parent[gone] = keep
-                st[keep, 0] = min(st[keep, 0], st[gone, 0])
-                st[keep, 1] = min(st[keep, 1], st[gone, 1])
-                st[keep, 2] = max(st[keep, 2], st[gone, 2])
-                st[keep, 3] = max(st[keep, 3], st[gone, 3])
+                _join_boxes(st, keep, gone)
                 st[keep, 4] += st[gone, 4]
                 st[keep, 5] += st[gone, 5]
                 st[keep, 6] += st[gone, 6]
@@ -313,7 +317,7 @@ def hole_boxes(u8, order, start, may_hole):
                 added[i] = 2
                 for t in (1, 3, 4, 6):  # the 4-neighbours already in the background, in the union-find
                     if added[i + _DY[t] * pw + _DX[t]] == 1:
-                        r = _find(parent, p + _DY[t] * w + _DX[t])
+                        r = find(parent, p + _DY[t] * w + _DX[t])
                         if st[r, 5] == 0:
                             st[r, 5] = 1
                             n_live = _unlist(r, live, where, n_live)
@@ -338,26 +342,22 @@ def hole_boxes(u8, order, start, may_hole):
                     n_live += 1
                 continue
             t = _ARCS4[code, 0]
-            r = _find(parent, p + _DY[t] * w + _DX[t])
+            r = find(parent, p + _DY[t] * w + _DX[t])
             parent[p] = r
-            st[r, 0], st[r, 1] = min(st[r, 0], x), min(st[r, 1], y)
-            st[r, 2], st[r, 3] = max(st[r, 2], x), max(st[r, 3], y)
+            _grow_box(st, r, x, y)
             st[r, 4] += 1
             if border == 1 and st[r, 5] == 0:
                 st[r, 5] = 1
                 n_live = _unlist(r, live, where, n_live)
             for a in range(1, arcs):
                 t = _ARCS4[code, a]
-                s = _find(parent, p + _DY[t] * w + _DX[t])
+                s = find(parent, p + _DY[t] * w + _DX[t])
                 if s == r:
                     continue
                 keep, gone = (s, r) if st[s, 4] >= st[r, 4] else (r, s)  # union by size
                 parent[gone] = keep
                 st[keep, 4] += st[gone, 4]
-                st[keep, 0] = min(st[keep, 0], st[gone, 0])
-                st[keep, 1] = min(st[keep, 1], st[gone, 1])
-                st[keep, 2] = max(st[keep, 2], st[gone, 2])
-                st[keep, 3] = max(st[keep, 3], st[gone, 3])
+                _join_boxes(st, keep, gone)
                 n_live = _unlist(gone, live, where, n_live)
                 if st[gone, 5] == 1 and st[keep, 5] == 0:
                     st[keep, 5] = 1

@@ -14,20 +14,30 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, uint64
 
+from wsolbench.protocols._union_find import find
+
 _U1 = uint64(1)
 
 
 @njit(cache=True)
-def _row_max3(f, out, base, w):
-    """out[base + x] = max of f[base + x - 1 .. base + x + 1] within the row (flat arrays, unsigned base)."""
+def _row3(f, out, base, w, take_max):
+    """out[base + x] = max (``take_max``) or min of f[base + x - 1 .. base + x + 1] within the row (flat
+    arrays, unsigned base)."""
     W = uint64(w)
     if w == 1:
         out[base] = f[base]
         return
-    out[base] = max(f[base], f[base + _U1])
-    for x in range(base + _U1, base + W - _U1):
-        out[x] = max(max(f[x - _U1], f[x]), f[x + _U1])
-    out[base + W - _U1] = max(f[base + W - uint64(2)], f[base + W - _U1])
+    last = base + W - _U1
+    if take_max:
+        out[base] = max(f[base], f[base + _U1])
+        for x in range(base + _U1, last):
+            out[x] = max(max(f[x - _U1], f[x]), f[x + _U1])
+        out[last] = max(f[last - _U1], f[last])
+    else:
+        out[base] = min(f[base], f[base + _U1])
+        for x in range(base + _U1, last):
+            out[x] = min(min(f[x - _U1], f[x]), f[x + _U1])
+        out[last] = min(f[last - _U1], f[last])
 
 
 @njit(cache=True)
@@ -92,7 +102,7 @@ def maxima_candidates(u8, keep_rows, cand):
             below[i] = below[i + W] if n == f[i] else n
     m3 = np.empty(h * w, np.uint8)  # 3-wide row maxima
     for y in range(H):
-        _row_max3(f, m3, y * W, w)
+        _row3(f, m3, y * W, w, True)
     above = np.zeros(w, np.uint8)  # the first different value above, carried down each column
     for y in range(H):
         base = y * W
@@ -130,14 +140,7 @@ def minima_candidates(u8, keep_rows, cand):
             down[i] = max(down[i + W], f[i])
     low = np.empty(h * w, np.uint8)  # min of each pixel and its left and right neighbours
     for y in range(H):
-        base = y * W
-        if w == 1:
-            low[base] = f[base]
-            continue
-        low[base] = min(f[base], f[base + _U1])
-        for x in range(base + _U1, base + W - _U1):
-            low[x] = min(min(f[x - _U1], f[x]), f[x + _U1])
-        low[base + W - _U1] = min(f[base + W - uint64(2)], f[base + W - _U1])
+        _row3(f, low, y * W, w, False)
     up = np.zeros(w, np.uint8)  # max from the top down to each pixel
     for y in range(H):
         base = y * W
@@ -154,14 +157,6 @@ def minima_candidates(u8, keep_rows, cand):
             c[out + x] = 255 if keep else 0
         for x in range(out + W, out + W8):
             c[x] = 0
-
-
-@njit(cache=True)
-def _find32(parent, a):
-    while parent[a] != a:
-        parent[a] = parent[parent[a]]
-        a = parent[a]
-    return a
 
 
 @njit(cache=True)
@@ -228,7 +223,7 @@ def candidate_zones(u8, cand, words, diagonal, interior, highest_first, runs):
                         q = prev[xx]
                         if q != last:  # an adjacent candidate run above: the same zone
                             last = q
-                            ra, rb = _find32(parent, q), _find32(parent, r)
+                            ra, rb = find(parent, q), find(parent, r)
                             if ra != rb:
                                 lo_r, hi_r = min(ra, rb), max(ra, rb)
                                 parent[hi_r] = lo_r
@@ -239,7 +234,7 @@ def candidate_zones(u8, cand, words, diagonal, interior, highest_first, runs):
                         bad = True
                         break
             if bad:
-                spoiled[_find32(parent, r)] = 1
+                spoiled[find(parent, r)] = 1
             x += 1
         prev_has = True
     out = np.empty((n, 3), np.int64)

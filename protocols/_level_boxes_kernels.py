@@ -21,15 +21,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, uint64
 
+from wsolbench.protocols._union_find import find
+
 _U1 = uint64(1)
-
-
-@njit(cache=True)
-def _find(parent, a):
-    while parent[a] != a:
-        parent[a] = parent[parent[a]]
-        a = parent[a]
-    return a
 
 
 @njit(cache=True)
@@ -264,6 +258,21 @@ def _runs_at_least(profile, lo, hi, v, runs):
 
 
 @njit(cache=True)
+def _push_bands(stack, top, runs, k, of_rows, x0, y0, x1, y1):
+    """Push the ``k`` bands of rectangle (x0, y0, x1, y1) given by ``runs`` (rows, or columns); returns the
+    new top, -1 if they do not fit (or ``k`` is -1: too many runs)."""
+    if k < 0 or top + k > stack.shape[0]:
+        return -1
+    for r in range(k):
+        if of_rows:
+            stack[top] = (x0, runs[r, 0], x1, runs[r, 1])
+        else:
+            stack[top] = (runs[r, 0], y0, runs[r, 1], y1)
+        top += 1
+    return top
+
+
+@njit(cache=True)
 def _xy_cells(u8, turned, blocks, turned_blocks, row_max, col_max, v, extent, cells, stack, profile, runs):
     """Split the foreground ``>= v`` inside ``extent`` by empty rows and columns, recursively.
 
@@ -278,10 +287,11 @@ def _xy_cells(u8, turned, blocks, turned_blocks, row_max, col_max, v, extent, ce
     stack[0] = extent
     top = 1
     n = 0
+    first = True
     while top > 0:
         top -= 1
         x0, y0, x1, y1 = stack[top, 0], stack[top, 1], stack[top, 2], stack[top, 3]
-        whole = top == 0 and n == 0  # still the extent: every foreground pixel is inside it
+        whole, first = first, False  # still the extent: every foreground pixel is inside it
         final = False
         while True:
             # rows with foreground (maxima along x: on the transpose), as runs
@@ -290,12 +300,10 @@ def _xy_cells(u8, turned, blocks, turned_blocks, row_max, col_max, v, extent, ce
             else:
                 _band_max(turned, turned_blocks, x0, x1, y0, y1, profile)
                 k = _runs_at_least(profile, y0, y1, v, runs)
-            if k < 0 or top + k > stack.shape[0]:
-                return -1
             if k != 1:  # several bands, each split further (or, defensively, none: dropped)
-                for r in range(k):
-                    stack[top] = (x0, runs[r, 0], x1, runs[r, 1])
-                    top += 1
+                top = _push_bands(stack, top, runs, k, True, x0, y0, x1, y1)
+                if top < 0:
+                    return -1
                 break
             whole = whole and runs[0, 0] == y0 and runs[0, 1] == y1
             y0, y1 = runs[0, 0], runs[0, 1]
@@ -305,12 +313,10 @@ def _xy_cells(u8, turned, blocks, turned_blocks, row_max, col_max, v, extent, ce
             else:
                 _band_max(u8, blocks, y0, y1, x0, x1, profile)
                 k = _runs_at_least(profile, x0, x1, v, runs)
-            if k < 0 or top + k > stack.shape[0]:
-                return -1
             if k != 1:
-                for r in range(k):
-                    stack[top] = (runs[r, 0], y0, runs[r, 1], y1)
-                    top += 1
+                top = _push_bands(stack, top, runs, k, False, x0, y0, x1, y1)
+                if top < 0:
+                    return -1
                 break
             if runs[0, 0] == x0 and runs[0, 1] == x1:
                 final = True  # no narrower in either direction: a cell
@@ -446,17 +452,17 @@ def scan_levels(start, values, extents, u8, turned, blocks, turned_blocks, row_m
     for i in range(start, n_levels):
         v = values[i]
         while link < links.shape[0] and links[link, 0] >= v:
-            ra, rb = _find(group, links[link, 1]), _find(group, links[link, 2])
+            ra, rb = find(group, links[link, 1]), find(group, links[link, 2])
             if ra != rb:
                 group[rb] = ra
             link += 1
         alive = 0
         while alive < n_max and maxima[alive, 0] >= v:
             alive += 1
-        root = _find(group, 0) if alive > 0 else -1
+        root = find(group, 0) if alive > 0 else -1
         one_group = alive > 0
         for m in range(1, alive):
-            if _find(group, m) != root:
+            if find(group, m) != root:
                 one_group = False
                 break
         if one_group:
@@ -479,7 +485,7 @@ def scan_levels(start, values, extents, u8, turned, blocks, turned_blocks, row_m
                 for c in range(n_cells):
                     if cells[c, 0] <= x <= cells[c, 2] and cells[c, 1] <= y <= cells[c, 3]:
                         cell_of_max[m] = c
-                        r = _find(group, m)
+                        r = find(group, m)
                         if first_root[c] < 0:
                             first_root[c] = r
                         elif first_root[c] != r:
@@ -542,7 +548,7 @@ def mixed_cells(cells, cell_of_max, group):
     for m in range(cell_of_max.shape[0]):
         c = cell_of_max[m]
         if c >= 0:
-            r = _find(group, m)
+            r = find(group, m)
             if first[c] < 0:
                 first[c] = r
             elif first[c] != r:
@@ -563,7 +569,7 @@ def learn_merges(cells, cell_of_max, outer, group):
         root = -1
         for m in range(cell_of_max.shape[0]):
             if cell_of_max[m] == c:
-                r = _find(group, m)
+                r = find(group, m)
                 if root < 0:
                     root = r
                 elif r != root:
