@@ -1,6 +1,8 @@
 """Maps per second of the fast box search against the per-threshold reference, at 100 and 1000 thresholds.
 
-Run: ``.venv/bin/python benchmarks/bench_boxes.py [n_maps]`` (about 40 s with the default 12 maps). All
+Run: ``.venv/bin/python benchmarks/bench_boxes.py [n_maps] [SCORE_FILE.npz ...]`` (about 20 s with the default
+12 maps). Score files (``wsolbench eval RUN --save-maps``) add their maps, true class and top-5, made into
+224x224 uint8 the way the wsoleval protocol makes them (bicubic, min-max): real CAMs of a trained run. All
 paths are checked equal to the reference on the first maps of each set before timing. Columns: the default
 ("auto"), and its two exact paths alone: the certified scan ("one-pass") and the component tree ("tree").
 The compiled loops (numba) are built on the first call in a fresh environment and cached: that first call is
@@ -23,6 +25,7 @@ from reference_boxes import reference_boxes  # noqa: E402
 
 _start = time.perf_counter()
 from wsolbench.protocols.level_boxes import threshold_boxes  # noqa: E402
+from wsolbench.protocols.scoremaps import resize_wsoleval, to_uint8  # noqa: E402
 
 IMPORT_SECONDS = time.perf_counter() - _start
 
@@ -45,6 +48,13 @@ def cam_like(rng, grid: int, noise: float = 0.0) -> np.ndarray:
     return upsample(f)
 
 
+def score_file_maps(path: str, n_maps: int) -> list[np.ndarray]:
+    """The first maps of a score file: the true class's and, where present, the top-5 maps, as 224 x 224 uint8."""
+    data = np.load(path)
+    raw = [data["maps"]] + ([data["top5_maps"].reshape(-1, *data["maps"].shape[1:])] if "top5_maps" in data.files else [])
+    return [to_uint8(resize_wsoleval(m)) for m in np.concatenate(raw)[:n_maps]]
+
+
 def timed(fn, maps) -> float:
     start = time.perf_counter()
     for m in maps:
@@ -55,7 +65,7 @@ def timed(fn, maps) -> float:
 MODES = ("auto", "one-pass", "tree")
 
 
-def main(n_maps: int = 12) -> None:
+def main(n_maps: int = 12, score_files: tuple[str, ...] = ()) -> None:
     cv2.setNumThreads(1)
     rng = np.random.default_rng(0)
     sets = {
@@ -64,6 +74,8 @@ def main(n_maps: int = 12) -> None:
         "cam-like 7x7": [cam_like(rng, 7) for _ in range(n_maps)],
         "cam+noise 28": [cam_like(rng, 28, 0.1) for _ in range(n_maps)],
     }
+    for path in score_files:  # real maps: the run folder's name, shortened
+        sets[Path(path).parent.name[:14]] = score_file_maps(path, n_maps)
     print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores (idle when well below the core count)")
     start = time.perf_counter()
     for multi in (False, True):
@@ -90,4 +102,6 @@ def main(n_maps: int = 12) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 12)
+    args = sys.argv[1:]
+    count = int(args.pop(0)) if args and args[0].isdigit() else 12
+    main(count, tuple(args))

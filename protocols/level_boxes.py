@@ -31,8 +31,9 @@ union-find pass adds the pixels from the highest level down and reads every leve
 pass the holes (``_component_tree``).
 
 "auto" runs the scan and hands the rest of a map over to the tree when its contour searches are expected
-to cost more than the tree (a map with many maxima: more than ``MAX_MAXIMA`` from the start, more than
-``FEW_MAXIMA`` once its searches come at that rate); the expected costs are measured as it goes.
+to cost more than the tree (a map with many maxima: more than ``MAX_MAXIMA``, or more than ``FEW_MAXIMA``
+of at least a quarter of the top value, from the start or once its searches come at that rate); the
+expected costs are measured as it goes.
 
 Boxes are inclusive pixel extents (x0, y0, x1, y1); a level without foreground has one row (0, 0, -1, -1).
 """
@@ -49,7 +50,8 @@ import numpy as np
 NO_REGION = (0, 0, -1, -1)
 MAX_CELLS = 64  # cells per level the certified scan keeps; beyond, the level is searched
 MAX_MAXIMA = 64  # "auto": a noisier map (many merges, each a search) goes to the tree or per-level searches
-FEW_MAXIMA = 8  # "auto": a map with more maxima goes to the tree where the scan is expected to cost more
+FEW_MAXIMA = 8  # "auto": a map with more maxima of a quarter of its top or more goes to the tree where the scan is
+# expected to cost more (a trained CAM's bicubic ringing adds low maxima that the scan settles cheaply)
 LINKED_NEIGHBOURS = 8  # each maximum is tried for a straight connection to this many nearest ones
 GIVE_UP_SEARCHES = 16  # "auto": once this many levels and over half of those scanned needed a search, search on
 
@@ -287,7 +289,9 @@ def threshold_boxes(u8: np.ndarray, thresholds: np.ndarray, multi_contour: bool,
     maxima = regional_maxima(u8)
     if mode == "auto" and len(maxima) > MAX_MAXIMA:  # a noisy map: most levels would need a search
         return _search_or_tree(u8, values, extents, multi_contour, 0, {}, *none, n_empty, level_of, None)
-    if mode == "auto" and len(maxima) > FEW_MAXIMA and \
+    # maxima of at least a quarter of the top: many of them (not just a CAM's low ringing) make searches
+    peaks = int(np.count_nonzero(maxima[:, 0] * 4 >= maxima[0, 0])) if len(maxima) else 0
+    if mode == "auto" and peaks > FEW_MAXIMA and \
             len(values) * SCAN_SECONDS_PER_PIXEL_LEVEL > TREE_SECONDS_PER_PIXEL[multi_contour]:
         return _from_tree(u8, values, extents, multi_contour, 0, {}, *none, n_empty, level_of)
 
@@ -336,7 +340,7 @@ def threshold_boxes(u8: np.ndarray, thresholds: np.ndarray, multi_contour: bool,
             # most levels need a search here: the rest from the tree, or searched without the scan
             return _search_or_tree(u8, values, extents, multi_contour, i, searched, boxes, counts, n_empty, level_of,
                                    search_seconds / len(searched))
-        if mode == "auto" and len(maxima) > FEW_MAXIMA and len(searched) >= 2:
+        if mode == "auto" and peaks > FEW_MAXIMA and len(searched) >= 2:
             # a map with many maxima: the rest at the rate since the first search (scan and searches), against
             # the tree for the rest (a smooth map's searches come in short runs: it keeps scanning)
             expected = (len(values) - i) * (time.perf_counter() - first_search[1]) / (i - first_search[0])
