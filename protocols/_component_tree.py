@@ -29,31 +29,61 @@ from wsolbench.protocols._union_find import find
 
 
 @njit(cache=True)
-def level_order(u8, values):
-    """Pixels sorted by level (counting sort, raster order within a level): ``order[start[i]:start[i + 1]]``
-    are the pixels whose highest level is ``values[i]`` (``values`` descending: foreground ``u8 >= v``);
-    ``start[L]`` ends the pixels of the levels, the rest (below every level) follow."""
+def _band_of(values):
+    """For each value 0..255, the first (highest) level it reaches (``values`` descending: foreground
+    ``u8 >= v``); ``len(values)`` below every level."""
     n_levels = values.shape[0]
-    band_of = np.full(256, n_levels, np.int64)  # the first level (highest) a value reaches
+    band_of = np.full(256, n_levels, np.int64)
     lvl = 0
     for v in range(255, -1, -1):
         while lvl < n_levels and values[lvl] > v:
             lvl += 1
         band_of[v] = lvl
-    h, w = u8.shape
-    f = u8.ravel()
+    return band_of
+
+
+@njit(cache=True)
+def _sort_by_band(f, pixels, band_of, n_levels):
+    """``pixels`` sorted by band (counting sort, stable): (order, start), ``start[L]`` ending the bands."""
     counts = np.zeros(n_levels + 2, np.int64)
-    for p in range(h * w):
-        counts[band_of[f[p]] + 1] += 1
+    for k in range(pixels.shape[0]):
+        counts[band_of[f[pixels[k]]] + 1] += 1
     for k in range(n_levels + 1):
         counts[k + 1] += counts[k]
     start = counts.copy()
-    order = np.empty(h * w, np.int32)
-    for p in range(h * w):
+    order = np.empty(pixels.shape[0], np.int32)
+    for k in range(pixels.shape[0]):
+        p = pixels[k]
         b = band_of[f[p]]
         order[counts[b]] = p
         counts[b] += 1
     return order, start[: n_levels + 1]
+
+
+@njit(cache=True)
+def level_order(u8, values):
+    """Pixels sorted by level (counting sort, raster order within a level): ``order[start[i]:start[i + 1]]``
+    are the pixels whose highest level is ``values[i]`` (``values`` descending: foreground ``u8 >= v``);
+    ``start[L]`` ends the pixels of the levels, the rest (below every level) follow."""
+    f = u8.ravel()
+    return _sort_by_band(f, np.arange(f.shape[0], dtype=np.int32), _band_of(values), values.shape[0])
+
+
+@njit(cache=True)
+def subset_order(u8, values, marked, count):
+    """``level_order`` of the ``count`` pixels set in ``marked`` (flat 0/1; its length a multiple of 8, the
+    padding 0, so that empty stretches are skipped 8 at a time)."""
+    f = u8.ravel()
+    words = marked.view(np.uint64)
+    pixels = np.empty(count, np.int32)
+    k = 0
+    for j in range(words.shape[0]):
+        if words[j] != 0:
+            for p in range(8 * j, 8 * j + 8):
+                if marked[p] != 0:
+                    pixels[k] = p
+                    k += 1
+    return _sort_by_band(f, pixels[:k], _band_of(values), values.shape[0])
 
 
 # A 2x2 window gains pixel p: by (opposite pixel set, the two others next to p set) = index opp * 4 + a * 2 + b,
@@ -290,7 +320,9 @@ def hole_boxes(u8, order, start, may_hole):
 
     ``may_hole`` (flat, 0/1): 0 where a straight row or column path reaches the border through values
     <= the pixel's own, so its background is outside at every level (``column_escape``); only the others
-    join the union-find, the rest are marked outside."""
+    join the union-find, the rest are marked outside. ``order`` / ``start``: ``level_order`` of all pixels,
+    or ``subset_order`` of those that may lie in a hole and their 4-neighbours (the others cannot touch a
+    hole), which is all that the holes need."""
     h, w = u8.shape
     n = h * w
     n_levels = start.shape[0] - 1
@@ -305,7 +337,7 @@ def hole_boxes(u8, order, start, may_hole):
     out_boxes, out_level = np.empty((n_levels + 64, 4), np.int64), np.empty(n_levels + 64, np.int64)
     # background at level i: the pixels below values[i]; levels are visited from the lowest up, the pixels
     # of the bands below level i (and below every level) joining before level i is read
-    k = n
+    k = order.shape[0]
     for lev in range(n_levels - 1, -1, -1):
         lo = start[lev + 1]
         for kk in range(lo, k):

@@ -62,16 +62,17 @@ def _running_max(a):
 
 
 @njit(cache=True)
-def gather_boxes(n_empty, boxes, counts):
+def gather_boxes(n_empty, boxes, counts, extra):
     """One (K, 4) array of every level's boxes and the start of each level; the first ``n_empty`` levels get
-    (0, 0, -1, -1); a level with ``counts < 0`` (searched) gets ``-counts - 1`` rows, left for the caller."""
+    (0, 0, -1, -1); level i gets its ``counts[i]`` certified boxes first, or, where ``counts[i] < 0``
+    (searched), ``-counts[i] - 1`` rows left for the caller, then ``extra[i]`` more rows left for the caller."""
     n = boxes.shape[0]
     start = np.zeros(n_empty + n + 1, np.int64)
     for i in range(n_empty):
         start[i + 1] = start[i] + 1
     for i in range(n):
         c = counts[i] if counts[i] >= 0 else -counts[i] - 1
-        start[n_empty + i + 1] = start[n_empty + i] + c
+        start[n_empty + i + 1] = start[n_empty + i] + c + extra[i]
     out = np.empty((start[-1], 4), np.int64)
     for i in range(n_empty):
         out[i, 0], out[i, 1], out[i, 2], out[i, 3] = 0, 0, -1, -1

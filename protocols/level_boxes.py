@@ -48,6 +48,7 @@ import numpy as np
 
 
 NO_REGION = (0, 0, -1, -1)
+_CROSS = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
 MAX_CELLS = 64  # cells per level the certified scan keeps; beyond, the level is searched
 MAX_MAXIMA = 64  # "auto": a noisier map (many merges, each a search) goes to the tree or per-level searches
 FEW_MAXIMA = 8  # "auto": a map with more maxima of a quarter of its top or more goes to the tree where the scan is
@@ -219,6 +220,27 @@ def _opencv_tie_order() -> int:
     return _TIE_ORDER
 
 
+def hole_rows(u8: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every level's hole borders (their boxes) as (levels, boxes) rows, from the component tree's background
+    pass over the pixels that may lie in a hole (no straight row or column path to the border through values
+    no higher than their own) and their 4-neighbours: few on a smooth map."""
+    tree = _tree()
+    h, w = u8.shape
+    columns, rows = _reused("escape_c", u8.shape, np.uint8), _reused("escape_r", (w, h), np.uint8)
+    tree.column_escape(u8, columns)
+    tree.column_escape(cv2.transpose(u8), rows)
+    may_hole = cv2.compare(cv2.min(columns, cv2.transpose(rows)), u8, cv2.CMP_GT)  # 255 where it may
+    if not cv2.countNonZero(may_hole):
+        return np.zeros(0, np.int64), np.zeros((0, 4), np.int64)
+    marked = _reused("hole_marked", ((h * w + 7) // 8 * 8,), np.uint8)
+    marked[h * w :] = 0
+    near = cv2.dilate(may_hole, _CROSS)
+    cv2.min(near, 1, dst=marked[: h * w].reshape(h, w))
+    order, start = tree.subset_order(u8, values, marked, cv2.countNonZero(near))
+    holes, levels = tree.hole_boxes(u8, order, start, (may_hole.reshape(-1) > 0).view(np.uint8))
+    return levels, holes
+
+
 def tree_rows(u8: np.ndarray, values: np.ndarray, multi_contour: bool, first: int = 0):
     """The component tree's boxes of levels ``first, first + 1, ...`` (``_component_tree``): (levels, boxes)
     rows, and (largest rule) the levels it leaves to a contour search."""
@@ -226,12 +248,7 @@ def tree_rows(u8: np.ndarray, values: np.ndarray, multi_contour: bool, first: in
     order, start = tree.level_order(u8, values)
     boxes, levels, need = tree.foreground_tree(u8, order, start, not multi_contour, _opencv_tie_order())
     if multi_contour:
-        # pixels with a straight path to the border through values <= their own are in no hole
-        columns, rows = _reused("escape_c", u8.shape, np.uint8), _reused("escape_r", u8.shape[::-1], np.uint8)
-        tree.column_escape(u8, columns)
-        tree.column_escape(cv2.transpose(u8), rows)
-        may_hole = cv2.compare(cv2.min(columns, cv2.transpose(rows)), u8, cv2.CMP_GT)
-        holes, hole_levels = tree.hole_boxes(u8, order, start, (may_hole.reshape(-1) > 0).view(np.uint8))
+        hole_levels, holes = hole_rows(u8, values)
         boxes, levels = np.concatenate([boxes, holes]), np.concatenate([levels, hole_levels])
     keep = levels >= first
     return levels[keep], boxes[keep], [int(i) for i in np.flatnonzero(need[first:]) + first]
@@ -246,7 +263,7 @@ SCAN_SECONDS_PER_PIXEL_LEVEL = 0.6e-9
 
 
 def _search_or_tree(u8, values, extents, multi_contour, first, searched, boxes, counts, n_empty, level_of,
-                    seconds_per_search: float | None) -> LevelBoxes:
+                    seconds_per_search: float | None, extra=None) -> LevelBoxes:
     """Levels from ``first`` on by a contour search each, or by the component tree where that is expected
     to be faster (``seconds_per_search``: measured so far; None: the middle level's search is timed first,
     the top levels' small foregrounds being quicker to search than most)."""
@@ -257,10 +274,10 @@ def _search_or_tree(u8, values, extents, multi_contour, first, searched, boxes, 
         seconds_per_search = time.perf_counter() - start
     left = [j for j in range(first, len(values)) if j not in searched]
     if len(left) * seconds_per_search > TREE_SECONDS_PER_PIXEL[multi_contour] * u8.size:
-        return _from_tree(u8, values, extents, multi_contour, first, searched, boxes, counts, n_empty, level_of)
+        return _from_tree(u8, values, extents, multi_contour, first, searched, boxes, counts, n_empty, level_of, extra)
     for j in left:
         searched[j] = _search_level(u8, int(values[j]), extents[j], multi_contour)[0]
-    return _assemble(searched, boxes, counts, n_empty, level_of)
+    return _assemble(searched, boxes, counts, n_empty, level_of, _before(extra, first))
 
 
 def threshold_boxes(u8: np.ndarray, thresholds: np.ndarray, multi_contour: bool, mode: str = "auto") -> LevelBoxes:
@@ -302,6 +319,7 @@ def threshold_boxes(u8: np.ndarray, thresholds: np.ndarray, multi_contour: bool,
     links = kernels.line_links(u8, maxima, LINKED_NEIGHBOURS)  # joined on the way down: highest first
     # interior minima (where holes may be): the all-regions rule needs them; the largest rule only when boxes
     # and full windows do not settle the winner (a rival's hole adds to its outer contour's area)
+    holes = None  # (levels, boxes) rows to add: none beside the scan (its searches list the holes)
     minima_known = multi_contour
     minima = interior_minima(u8) if minima_known else np.zeros((0, 3), np.int64)
     escape = kernels.escape_values(u8, minima)
@@ -339,13 +357,14 @@ def threshold_boxes(u8: np.ndarray, thresholds: np.ndarray, multi_contour: bool,
         if mode == "auto" and len(searched) >= GIVE_UP_SEARCHES and 2 * len(searched) > i:
             # most levels need a search here: the rest from the tree, or searched without the scan
             return _search_or_tree(u8, values, extents, multi_contour, i, searched, boxes, counts, n_empty, level_of,
-                                   search_seconds / len(searched))
+                                   search_seconds / len(searched), holes)
         if mode == "auto" and peaks > FEW_MAXIMA and len(searched) >= 2:
             # a map with many maxima: the rest at the rate since the first search (scan and searches), against
             # the tree for the rest (a smooth map's searches come in short runs: it keeps scanning)
             expected = (len(values) - i) * (time.perf_counter() - first_search[1]) / (i - first_search[0])
             if expected > TREE_SECONDS_PER_PIXEL[multi_contour] * u8.size:
-                return _from_tree(u8, values, extents, multi_contour, i, searched, boxes, counts, n_empty, level_of)
+                return _from_tree(u8, values, extents, multi_contour, i, searched, boxes, counts, n_empty, level_of,
+                                  holes)
         if not searched:
             first_search = (i, time.perf_counter())
         started = time.perf_counter()
@@ -356,39 +375,50 @@ def threshold_boxes(u8: np.ndarray, thresholds: np.ndarray, multi_contour: bool,
         if len(cells) and kernels.mixed_cells(cells, cell_of_max, group):  # a cell found to be one component: its
             kernels.learn_merges(cells, cell_of_max, outer_boxes(), group)  # maxima are connected here and below
         i += 1
-    return _assemble(searched, boxes, counts, n_empty, level_of)
+    return _assemble(searched, boxes, counts, n_empty, level_of, holes)
 
 
-def _from_tree(u8, values, extents, multi_contour, first, searched, boxes, counts, n_empty, level_of) -> LevelBoxes:
-    """Levels from ``first`` on from the component tree (and the searches it leaves), earlier ones as given."""
+def _from_tree(u8, values, extents, multi_contour, first, searched, boxes, counts, n_empty, level_of,
+               extra=None) -> LevelBoxes:
+    """Levels from ``first`` on from the component tree (and the searches it leaves), earlier ones as given
+    (with ``extra`` (levels, boxes) rows: the holes beside the certified scan)."""
     levels, rows, to_search = tree_rows(u8, values, multi_contour, first)
-    if searched:  # levels searched already keep their search
-        keep = ~np.isin(levels, np.fromiter(searched, np.int64))
-        levels, rows = levels[keep], rows[keep]
+    counts[first:] = 0  # the scan may have left a level's cells there
     for j in to_search:
         if j not in searched:
             searched[j] = _search_level(u8, int(values[j]), extents[j], multi_contour)[0]
-    return _assemble(searched, boxes, counts, n_empty, level_of, (levels, rows))
+    before_levels, before_rows = _before(extra, first)
+    return _assemble(searched, boxes, counts, n_empty, level_of,
+                     (np.concatenate([before_levels, levels]), np.concatenate([before_rows, rows])))
+
+
+def _before(rows: tuple[np.ndarray, np.ndarray] | None, first: int) -> tuple[np.ndarray, np.ndarray]:
+    """The (levels, boxes) rows of levels before ``first`` (none when ``rows`` is None)."""
+    if rows is None:
+        return np.zeros(0, np.int64), np.zeros((0, 4), np.int64)
+    keep = rows[0] < first
+    return rows[0][keep], rows[1][keep]
 
 
 def _assemble(searched: dict[int, np.ndarray], boxes: np.ndarray, counts: np.ndarray, n_empty: int,
-              level_of: np.ndarray, tree: tuple[np.ndarray, np.ndarray] | None = None) -> LevelBoxes:
-    """All levels' boxes in one array: NO_REGION for the ``n_empty`` first, then certified, searched or
-    (``tree``: (levels, boxes) rows) the component tree's."""
+              level_of: np.ndarray, extra: tuple[np.ndarray, np.ndarray] | None = None) -> LevelBoxes:
+    """All levels' boxes in one array: NO_REGION for the ``n_empty`` first, then each level's certified or
+    searched boxes, then its ``extra`` (levels, boxes) rows (the component tree's, or the holes beside the
+    certified scan; a searched level keeps its search alone)."""
     for i, found in searched.items():
         counts[i] = -len(found) - 1
-    if tree is not None:
-        tree_levels, tree_boxes = tree
-        per_level = np.bincount(tree_levels, minlength=len(counts))
-        on = per_level > 0
-        counts[on] = -per_level[on] - 1
-    out, start = _compiled().gather_boxes(n_empty, boxes, counts)
+    extra_levels, extra_boxes = extra if extra is not None else (np.zeros(0, np.int64), np.zeros((0, 4), np.int64))
+    if searched and len(extra_levels):
+        keep = ~np.isin(extra_levels, np.fromiter(searched, np.int64))
+        extra_levels, extra_boxes = extra_levels[keep], extra_boxes[keep]
+    per_level = np.bincount(extra_levels, minlength=len(counts))
+    out, start = _compiled().gather_boxes(n_empty, boxes, counts, per_level)
     for i, found in searched.items():
-        out[start[n_empty + i] : start[n_empty + i + 1]] = found
-    if tree is not None and len(tree_levels):
-        order = np.argsort(tree_levels, kind="stable")
-        sorted_levels = tree_levels[order]
-        first_of_level = np.searchsorted(sorted_levels, sorted_levels)  # rank of each row within its level
-        slots = start[n_empty + sorted_levels] + np.arange(len(order)) - first_of_level
-        out[slots] = tree_boxes[order]
+        out[start[n_empty + i] : start[n_empty + i] + len(found)] = found
+    if len(extra_levels):
+        order = np.argsort(extra_levels, kind="stable")
+        sorted_levels = extra_levels[order]
+        rank = np.arange(len(order)) - np.searchsorted(sorted_levels, sorted_levels)  # within its level
+        before = np.where(counts >= 0, counts, -counts - 1)[sorted_levels]  # the level's own rows come first
+        out[start[n_empty + sorted_levels] + before + rank] = extra_boxes[order]
     return LevelBoxes(out, start, level_of)
