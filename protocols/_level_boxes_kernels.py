@@ -439,7 +439,8 @@ def scan_levels(start, values, extents, u8, turned, blocks, turned_blocks, row_m
     Writes ``boxes[i, :counts[i]]`` and returns the first level not certified (``len(values)`` when none), its
     cells in ``boxes[i]`` (``counts[i] = -(cells + 1)``) and each alive maximum's cell in ``cell_of_max``. It also
     returns where ``blocks`` (empty: ``fill_block_maxima``), ``low1``/``low2`` (``window_lows``) or
-    ``minima`` (``minima_known`` False) are needed but still empty, with ``need[0]`` = 1, 2 or 3.
+    ``minima`` (``minima_known`` False) are needed but still empty, with ``need[0]`` = 1, 2 or 3; a level left
+    uncertain only by a possible hole (all-regions rule) says so with ``need[0]`` = 5.
     """
     n_levels = values.shape[0]
     cap = boxes.shape[1]
@@ -504,6 +505,7 @@ def scan_levels(start, values, extents, u8, turned, blocks, turned_blocks, row_m
                         certain = False
                         break
                 if not certain:
+                    need[0] = 5  # the outer contours are certain; a hole may be there
                     break
         if certain and largest and n_cells > 1:
             best = 0

@@ -51,6 +51,8 @@ NO_REGION = (0, 0, -1, -1)
 _CROSS = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
 MAX_CELLS = 64  # cells per level the certified scan keeps; beyond, the level is searched
 MAX_MAXIMA = 64  # "auto": a noisier map (many merges, each a search) goes to the tree or per-level searches
+HOLE_SEARCHES = 3  # all regions: after this many levels searched for a possible hole, with at least
+HOLE_PASS_LEVELS = 8  # this many levels to go, the holes come from the background pass
 FEW_MAXIMA = 8  # "auto": a map with more maxima of a quarter of its top or more goes to the tree where the scan is
 # expected to cost more (a trained CAM's bicubic ringing adds low maxima that the scan settles cheaply)
 LINKED_NEIGHBOURS = 8  # each maximum is tried for a straight connection to this many nearest ones
@@ -220,25 +222,29 @@ def _opencv_tie_order() -> int:
     return _TIE_ORDER
 
 
-def hole_rows(u8: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Every level's hole borders (their boxes) as (levels, boxes) rows, from the component tree's background
-    pass over the pixels that may lie in a hole (no straight row or column path to the border through values
-    no higher than their own) and their 4-neighbours: few on a smooth map."""
+def hole_rows(u8: np.ndarray, values: np.ndarray, cap: int = 256, first: int = 0):
+    """The hole borders (their boxes) of levels ``first, first + 1, ...`` as (levels, boxes) rows, from the
+    component tree's background pass over the pixels that may lie in a hole (no straight row or column path
+    to the border through values no higher than their own) and their 4-neighbours: few on a smooth map.
+    ``cap``: no level above it holds a hole, so pixels from ``cap`` up are left out."""
     tree = _tree()
     h, w = u8.shape
     columns, rows = _reused("escape_c", u8.shape, np.uint8), _reused("escape_r", (w, h), np.uint8)
     tree.column_escape(u8, columns)
     tree.column_escape(cv2.transpose(u8), rows)
     may_hole = cv2.compare(cv2.min(columns, cv2.transpose(rows)), u8, cv2.CMP_GT)  # 255 where it may
+    if cap < 256:
+        cv2.bitwise_and(may_hole, cv2.compare(u8, cap, cv2.CMP_LT), dst=may_hole)
     if not cv2.countNonZero(may_hole):
         return np.zeros(0, np.int64), np.zeros((0, 4), np.int64)
+    near = cv2.dilate(may_hole, _CROSS)
     marked = _reused("hole_marked", ((h * w + 7) // 8 * 8,), np.uint8)
     marked[h * w :] = 0
-    near = cv2.dilate(may_hole, _CROSS)
     cv2.min(near, 1, dst=marked[: h * w].reshape(h, w))
     order, start = tree.subset_order(u8, values, marked, cv2.countNonZero(near))
     holes, levels = tree.hole_boxes(u8, order, start, (may_hole.reshape(-1) > 0).view(np.uint8))
-    return levels, holes
+    keep = (levels >= first) & (values[levels] <= cap)
+    return levels[keep], holes[keep]
 
 
 def tree_rows(u8: np.ndarray, values: np.ndarray, multi_contour: bool, first: int = 0):
@@ -331,6 +337,7 @@ def threshold_boxes(u8: np.ndarray, thresholds: np.ndarray, multi_contour: bool,
     need = np.zeros(1, np.int64)
     searched: dict[int, np.ndarray] = {}
     search_seconds = 0.0
+    hole_searches = 0  # levels searched for a possible hole only
     first_search = (0, 0.0)  # (level, time) of the first search
     i = 0
     while i < len(values):
@@ -351,6 +358,16 @@ def threshold_boxes(u8: np.ndarray, thresholds: np.ndarray, multi_contour: bool,
             minima_known = True
             minima = interior_minima(u8)
             escape = kernels.escape_values(u8, minima)
+            need[0] = 0
+            continue
+        hole_searches += need[0] == 5
+        if need[0] == 5 and hole_searches > HOLE_SEARCHES and len(values) - i >= HOLE_PASS_LEVELS:
+            # holes keep coming, with many levels to go: the background pass lists the holes of the rest
+            # (none above the highest escape of an interior minimum), the scan certifies the outer contours
+            holes = hole_rows(u8, values, int(escape.max()), i)
+            minima = np.zeros((0, 3), np.int64)
+            escape = kernels.escape_values(u8, minima)
+            counts[i] = 0
             need[0] = 0
             continue
         need[0] = 0
