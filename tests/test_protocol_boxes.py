@@ -227,6 +227,26 @@ def test_auto_hands_a_map_with_many_maxima_to_the_component_tree(monkeypatch):
     assert calls == []
 
 
+def test_holes_at_many_levels_come_from_the_background_pass(monkeypatch):
+    # one blob with six pits on its slopes: a hole at every level above each pit's bottom, so the scan hands
+    # the holes of the levels to come over to the background pass and certifies only the outer contour
+    import wsolbench.protocols.level_boxes as level_boxes
+
+    calls = []
+    real = level_boxes.hole_rows
+    monkeypatch.setattr(level_boxes, "hole_rows", lambda *a, **k: calls.append(a[3]) or real(*a, **k))
+    yy, xx = np.mgrid[0:80, 0:96]
+    m = np.exp(-((yy - 40) ** 2 + (xx - 48) ** 2) / (2 * 30.0**2))
+    rng = np.random.default_rng(3)
+    for _ in range(6):
+        cy, cx = rng.uniform(15, 65), rng.uniform(15, 80)
+        m -= rng.uniform(0.1, 0.4) * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * rng.uniform(2, 4) ** 2))
+    u8 = ((m - m.min()) / (m.max() - m.min()) * 255).astype(np.uint8)
+    assert len(regional_maxima(u8)) == 1 and len(interior_minima(u8)) == 6
+    _same_as_reference(u8, np.arange(0, 1, 0.005), True, modes=("auto",))
+    assert len(calls) == 1 and calls[0] > 0  # from a level on, after a few levels searched for holes
+
+
 def test_component_tree_on_a_large_non_square_map():
     # the cub / ilsvrc presets score maps at the image's own size
     rng = np.random.default_rng(22)
