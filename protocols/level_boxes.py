@@ -19,7 +19,9 @@ are certified without tracing a contour (``_level_boxes_kernels``):
   16-row block maxima of the map and of its transpose) into cells that hold whole components; a cell whose
   maxima are known connected is one component and its box is the cell;
 - all-regions rule: no hole where no interior minimum below the level lies strictly inside a cell, not
-  counting a minimum with a straight row or column path below the level to the border;
+  counting a minimum with a straight row or column path below the level to the border; once levels keep
+  being searched for possible holes, the holes of the levels to come come from the component tree's
+  background pass (``hole_rows``) and the scan certifies only the outer contours;
 - largest rule, several cells: the winner is certified by counts of 2x2 windows (full windows are unit
   squares inside an outer contour; a box of w x h bounds every contour in it by (w - 1)(h - 1)); a rival
   cell that may hold a hole (interior minima, as above, found when first needed) is bounded by its box only,
