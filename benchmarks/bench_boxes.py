@@ -55,6 +55,21 @@ def score_file_maps(path: str, n_maps: int) -> list[np.ndarray]:
     return [to_uint8(resize_wsoleval(m)) for m in np.concatenate(raw)[:n_maps]]
 
 
+def map_sets(n_maps: int, score_files: tuple[str, ...] = ()) -> dict[str, list[np.ndarray]]:
+    """The benchmark's maps by set name (seeded): random grids, CAM-like blobs, and the score files' maps
+    (named by their run folder, shortened)."""
+    rng = np.random.default_rng(0)
+    sets = {
+        "random 7x7": [upsample(rng.random((7, 7))) for _ in range(n_maps)],
+        "random 28x28": [upsample(rng.random((28, 28))) for _ in range(n_maps)],
+        "cam-like 7x7": [cam_like(rng, 7) for _ in range(n_maps)],
+        "cam+noise 28": [cam_like(rng, 28, 0.1) for _ in range(n_maps)],
+    }
+    for path in score_files:
+        sets[Path(path).parent.name[:14]] = score_file_maps(path, n_maps)
+    return sets
+
+
 def timed(fn, maps) -> float:
     start = time.perf_counter()
     for m in maps:
@@ -67,15 +82,7 @@ MODES = ("auto", "one-pass", "tree")
 
 def main(n_maps: int = 12, score_files: tuple[str, ...] = ()) -> None:
     cv2.setNumThreads(1)
-    rng = np.random.default_rng(0)
-    sets = {
-        "random 7x7": [upsample(rng.random((7, 7))) for _ in range(n_maps)],
-        "random 28x28": [upsample(rng.random((28, 28))) for _ in range(n_maps)],
-        "cam-like 7x7": [cam_like(rng, 7) for _ in range(n_maps)],
-        "cam+noise 28": [cam_like(rng, 28, 0.1) for _ in range(n_maps)],
-    }
-    for path in score_files:  # real maps: the run folder's name, shortened
-        sets[Path(path).parent.name[:14]] = score_file_maps(path, n_maps)
+    sets = map_sets(n_maps, score_files)
     print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores (idle when well below the core count)")
     start = time.perf_counter()
     for multi in (False, True):

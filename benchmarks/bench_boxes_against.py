@@ -20,7 +20,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from bench_boxes import cam_like, score_file_maps, timed, upsample  # noqa: E402
+from bench_boxes import map_sets, timed  # noqa: E402
 from reference_boxes import reference_boxes  # noqa: E402
 
 from wsolbench.protocols.level_boxes import threshold_boxes  # noqa: E402
@@ -50,15 +50,7 @@ def main(rev: str, n_maps: int = 36, score_files: tuple[str, ...] = ()) -> None:
     cv2.setNumThreads(1)
     with tempfile.TemporaryDirectory() as tmp:
         before = load_revision(rev, Path(tmp))
-        rng = np.random.default_rng(0)
-        sets = {
-            "random 7x7": [upsample(rng.random((7, 7))) for _ in range(n_maps)],
-            "random 28x28": [upsample(rng.random((28, 28))) for _ in range(n_maps)],
-            "cam-like 7x7": [cam_like(rng, 7) for _ in range(n_maps)],
-            "cam+noise 28": [cam_like(rng, 28, 0.1) for _ in range(n_maps)],
-        }
-        for path in score_files:
-            sets[Path(path).parent.name[:14]] = score_file_maps(path, n_maps)
+        sets = map_sets(n_maps, score_files)
         for fn in (before, threshold_boxes):  # compiled loops: built or loaded before timing
             for multi in (False, True):
                 fn(sets["cam-like 7x7"][0], np.arange(0, 1, 0.01), multi)
