@@ -1,8 +1,9 @@
 """Maps per second of the fast box search against the per-threshold reference, at 100 and 1000 thresholds.
 
 Run: ``.venv/bin/python benchmarks/bench_boxes.py [n_maps] [SCORE_FILE.npz ...]`` (about 20 s with the default
-12 maps). Score files (``wsolbench eval RUN --save-maps``) add their maps, true class and top-5, made into
-224x224 uint8 the way the wsoleval protocol makes them (bicubic, min-max): real CAMs of a trained run. All
+12 maps). Score files (``wsolbench eval RUN --save-maps``) add their maps, true class then top-5, made into
+uint8 as the wsoleval protocol makes them (224x224, bicubic, min-max) and as the cub / ilsvrc presets make
+them at an image's size (500x375, bilinear): real CAMs of a trained run. All
 paths are checked equal to the reference on the first maps of each set before timing. Columns: the default
 ("auto"), and its two exact paths alone: the certified scan ("one-pass") and the component tree ("tree").
 The compiled loops (numba) are built on the first call in a fresh environment and cached: that first call is
@@ -25,7 +26,7 @@ from reference_boxes import reference_boxes  # noqa: E402
 
 _start = time.perf_counter()
 from wsolbench.protocols.level_boxes import threshold_boxes  # noqa: E402
-from wsolbench.protocols.scoremaps import resize_wsoleval, to_uint8  # noqa: E402
+from wsolbench.protocols.scoremaps import resize_original, resize_wsoleval, to_uint8  # noqa: E402
 
 IMPORT_SECONDS = time.perf_counter() - _start
 
@@ -48,11 +49,14 @@ def cam_like(rng, grid: int, noise: float = 0.0) -> np.ndarray:
     return upsample(f)
 
 
-def score_file_maps(path: str, n_maps: int) -> list[np.ndarray]:
-    """The first maps of a score file: the true class's and, where present, the top-5 maps, as 224 x 224 uint8."""
+def score_file_maps(path: str, n_maps: int, size: tuple[int, int] | None = None) -> list[np.ndarray]:
+    """The first maps of a score file (the true class's, then the top-5 maps) as uint8: 224 x 224 as the
+    wsoleval protocol makes them (bicubic), or ``size`` (height, width) as the cub / ilsvrc presets make them
+    at an image's size (bilinear)."""
     data = np.load(path)
     raw = [data["maps"]] + ([data["top5_maps"].reshape(-1, *data["maps"].shape[1:])] if "top5_maps" in data.files else [])
-    return [to_uint8(resize_wsoleval(m)) for m in np.concatenate(raw)[:n_maps]]
+    prepare = (lambda m: resize_wsoleval(m)) if size is None else (lambda m: resize_original(m, *size))
+    return [to_uint8(prepare(m)) for m in np.concatenate(raw)[:n_maps]]
 
 
 def map_sets(n_maps: int, score_files: tuple[str, ...] = ()) -> dict[str, list[np.ndarray]]:
@@ -65,8 +69,10 @@ def map_sets(n_maps: int, score_files: tuple[str, ...] = ()) -> dict[str, list[n
         "cam-like 7x7": [cam_like(rng, 7) for _ in range(n_maps)],
         "cam+noise 28": [cam_like(rng, 28, 0.1) for _ in range(n_maps)],
     }
-    for path in score_files:
-        sets[Path(path).parent.name[:14]] = score_file_maps(path, n_maps)
+    for path in score_files:  # a run's real maps at 224 (wsoleval) and at a CUB image's size (cub / ilsvrc)
+        name = Path(path).parent.name.split("__")[0][:8]
+        sets[f"{name} 224"] = score_file_maps(path, n_maps)
+        sets[f"{name} 500x375"] = score_file_maps(path, n_maps, (375, 500))
     return sets
 
 
