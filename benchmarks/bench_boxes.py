@@ -55,7 +55,7 @@ def score_file_maps(path: str, n_maps: int, size: tuple[int, int] | None = None)
     at an image's size (bilinear)."""
     data = np.load(path)
     raw = [data["maps"]] + ([data["top5_maps"].reshape(-1, *data["maps"].shape[1:])] if "top5_maps" in data.files else [])
-    prepare = (lambda m: resize_wsoleval(m)) if size is None else (lambda m: resize_original(m, *size))
+    prepare = resize_wsoleval if size is None else (lambda m: resize_original(m, *size))
     return [to_uint8(prepare(m)) for m in np.concatenate(raw)[:n_maps]]
 
 

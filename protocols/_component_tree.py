@@ -141,10 +141,15 @@ def _grow_box(st, r, x, y):
 
 
 @njit(cache=True)
-def _join_boxes(st, keep, gone):
-    """Root ``keep``'s box takes in root ``gone``'s."""
+def _union(parent, st, s, r, size):
+    """Join roots ``s`` and ``r`` by size (``st[:, size]``): the smaller goes under the larger, whose box
+    (``st[:, :4]``) and size take it in; returns (kept root, joined root)."""
+    keep, gone = (s, r) if st[s, size] >= st[r, size] else (r, s)
+    parent[gone] = keep
+    st[keep, size] += st[gone, size]
     st[keep, 0], st[keep, 1] = min(st[keep, 0], st[gone, 0]), min(st[keep, 1], st[gone, 1])
     st[keep, 2], st[keep, 3] = max(st[keep, 2], st[gone, 2]), max(st[keep, 3], st[gone, 3])
+    return keep, gone
 
 
 @njit(cache=True)
@@ -218,12 +223,9 @@ def foreground_tree(u8, order, start, largest, tie_order):
                 s = find(parent, p + _DY[t] * w + _DX[t])
                 if s == r:
                     continue
-                keep, gone = (s, r) if st[s, 6] >= st[r, 6] else (r, s)  # union by size
-                parent[gone] = keep
-                _join_boxes(st, keep, gone)
+                keep, gone = _union(parent, st, s, r, 6)
                 st[keep, 4] += st[gone, 4]
                 st[keep, 5] += st[gone, 5]
-                st[keep, 6] += st[gone, 6]
                 st[keep, 7] = min(st[keep, 7], st[gone, 7])
                 j = where[gone]
                 n_live -= 1
@@ -289,37 +291,12 @@ def _unlist(z, live, where, n_live):
 
 
 @njit(cache=True)
-def column_escape(u8, out):
-    """``out`` = the smaller of the maxima from each pixel straight up and straight down to the border (the
-    level from which its background runs to the border along the column). Vectorised; on the transposed
-    map it gives the rows."""
-    h, w = u8.shape
-    W = np.uint64(w)
-    f, o = u8.ravel(), out.ravel()
-    down = np.empty(h * w, np.uint8)  # max from each pixel to the bottom
-    last = np.uint64(h - 1) * W
-    for i in range(last, last + W):
-        down[i] = f[i]
-    for y in range(h - 2, -1, -1):
-        base = np.uint64(y) * W
-        for i in range(base, base + W):
-            down[i] = max(down[i + W], f[i])
-    up = f[:w].copy()
-    for y in range(h):
-        base = np.uint64(y) * W
-        for x in range(W):
-            u = max(up[x], f[base + x])
-            up[x] = u
-            o[base + x] = min(u, down[base + x])
-
-
-@njit(cache=True)
 def hole_boxes(u8, order, start, may_hole):
     """Hole borders' boxes per level: 4-connected background components not touching the image border,
     each grown by one pixel: (boxes K x 4, their level).
 
     ``may_hole`` (flat, 0/1): 0 where a straight row or column path reaches the border through values
-    <= the pixel's own, so its background is outside at every level (``column_escape``); only the others
+    <= the pixel's own, so its background is outside at every level (``_extrema.column_escape``); only the others
     join the union-find, the rest are marked outside. ``order`` / ``start``: ``level_order`` of all pixels,
     or ``subset_order`` of those that may lie in a hole and their 4-neighbours (the others cannot touch a
     hole), which is all that the holes need."""
@@ -386,10 +363,7 @@ def hole_boxes(u8, order, start, may_hole):
                 s = find(parent, p + _DY[t] * w + _DX[t])
                 if s == r:
                     continue
-                keep, gone = (s, r) if st[s, 4] >= st[r, 4] else (r, s)  # union by size
-                parent[gone] = keep
-                st[keep, 4] += st[gone, 4]
-                _join_boxes(st, keep, gone)
+                keep, gone = _union(parent, st, s, r, 4)
                 n_live = _unlist(gone, live, where, n_live)
                 if st[gone, 5] == 1 and st[keep, 5] == 0:
                     st[keep, 5] = 1

@@ -3,8 +3,9 @@
 Every foreground component at a level holds a regional maximum (an 8-connected flat zone > 0 with no higher
 neighbour) and every hole an interior regional minimum (a 4-connected flat zone off the border with no lower
 4-neighbour). Candidates are found by vectorised passes over the map (the neighbourhood's max or min, and
-straight runs that prove a zone has a higher neighbour or reaches the border: ``column_keep`` on the map and
-on its transpose), then ``candidate_zones`` keeps the zones that are true extrema (a union-find over row runs).
+straight runs that prove a zone has a higher neighbour or reaches the border: ``column_climb`` and
+``column_escape`` on the map and on its transpose), then ``candidate_zones`` keeps the zones that are true
+extrema (a union-find over row runs).
 
 numba (LLVM) vectorises a loop only over flat (1-D) arrays with unsigned indices (a signed index gets a
 wrap-around test per access, a 2-D index a stride product): ``_U1`` keeps index arithmetic unsigned.
@@ -41,120 +42,90 @@ def _row3(f, out, base, w, take_max):
 
 
 @njit(cache=True)
-def column_keep(u8, keep, maxima):
-    """Per pixel, 1 unless a straight column run from it reaches, up or down, (maxima) a higher pixel through
-    its own value, or (minima) the border through values <= its own; else 0. The row version is this on the
-    transposed map. Two vectorised passes."""
+def column_climb(u8, keep):
+    """``keep`` = 1 unless a straight column run of the pixel's own value reaches, up or down, a higher pixel
+    (then its flat zone has a higher neighbour: no maximum); on the transposed map it tests the rows. Two
+    vectorised passes."""
     h, w = u8.shape
     W = uint64(w)
     f, k = u8.ravel(), keep.ravel()
-    far = np.empty(h * w, np.uint8)  # maxima: first different value below (0 past the border); minima: max below
+    below = np.empty(h * w, np.uint8)  # the first different value below each pixel (0 past the border)
     last = uint64(h - 1) * W
     for i in range(last, last + W):
-        far[i] = 0 if maxima else f[i]
-    for y in range(h - 2, -1, -1):
-        base = uint64(y) * W
-        if maxima:
-            for i in range(base, base + W):
-                n = f[i + W]
-                far[i] = far[i + W] if n == f[i] else n
-        else:
-            for i in range(base, base + W):
-                far[i] = max(far[i + W], f[i])
-    near = np.zeros(w, np.uint8) if maxima else u8[0].copy()  # the same from the top, carried down
-    for y in range(h):
-        base = uint64(y) * W
-        if maxima:
-            if y > 0:
-                for x in range(W):
-                    a, v = f[base - W + x], f[base + x]
-                    near[x] = near[x] if a == v else a
-            for x in range(W):
-                v = f[base + x]
-                k[base + x] = (near[x] <= v) & (far[base + x] <= v)
-        else:
-            for x in range(W):
-                v = f[base + x]
-                u = max(near[x], v)
-                near[x] = u
-                k[base + x] = (u != v) & (far[base + x] != v)
-
-
-@njit(cache=True)
-def maxima_candidates(u8, keep_rows, cand):
-    """``cand[y, x] = u8[y, x]`` where the pixel is > 0, the max of its 3x3 neighbourhood, and no straight
-    vertical or horizontal (``keep_rows``, 0/1) run of its own value reaches a higher pixel (then its flat
-    zone has a higher neighbour); else 0.
-
-    ``u8`` C-contiguous; ``cand``: C-contiguous h x w8 uint8 (w8 >= w), columns past w zeroed. Vectorised
-    passes over the map.
-    """
-    h, w = u8.shape
-    H, W, W8 = uint64(h), uint64(w), uint64(cand.shape[1])
-    f, c, kr = u8.ravel(), cand.ravel(), keep_rows.ravel()
-    below = np.empty(h * w, np.uint8)  # the first different value below each pixel (0 past the border)
-    for x in range((H - _U1) * W, H * W):
-        below[x] = 0
+        below[i] = 0
     for y in range(h - 2, -1, -1):
         base = uint64(y) * W
         for i in range(base, base + W):
             n = f[i + W]
             below[i] = below[i + W] if n == f[i] else n
-    m3 = np.empty(h * w, np.uint8)  # 3-wide row maxima
+    above = np.zeros(w, np.uint8)  # the same from the top, carried down
+    for y in range(h):
+        base = uint64(y) * W
+        if y > 0:
+            for x in range(W):
+                a, v = f[base - W + x], f[base + x]
+                above[x] = above[x] if a == v else a
+        for x in range(W):
+            v = f[base + x]
+            k[base + x] = (above[x] <= v) & (below[base + x] <= v)
+
+
+@njit(cache=True)
+def column_escape(u8, out):
+    """``out`` = the smaller of the maxima from each pixel straight up and straight down to the border (the
+    level from which its background runs to the border along the column); on the transposed map it gives
+    the rows. Vectorised."""
+    h, w = u8.shape
+    W = uint64(w)
+    f, o = u8.ravel(), out.ravel()
+    down = np.empty(h * w, np.uint8)  # max from each pixel to the bottom
+    last = uint64(h - 1) * W
+    for i in range(last, last + W):
+        down[i] = f[i]
+    for y in range(h - 2, -1, -1):
+        base = uint64(y) * W
+        for i in range(base, base + W):
+            down[i] = max(down[i + W], f[i])
+    up = f[:w].copy()
+    for y in range(h):
+        base = uint64(y) * W
+        for x in range(W):
+            u = max(up[x], f[base + x])
+            up[x] = u
+            o[base + x] = min(u, down[base + x])
+
+
+@njit(cache=True)
+def extremum_candidates(u8, keep, cand, maxima):
+    """Maxima: ``cand[y, x] = u8[y, x]`` where the pixel is > 0 and the max of its 3x3 neighbourhood; minima:
+    255 where it is the min of itself and its 4 neighbours; only where ``keep`` (the straight-run tests of
+    ``column_climb`` / ``column_escape``) is not 0; else 0.
+
+    ``u8`` C-contiguous; ``cand``: C-contiguous h x w8 uint8 (w8 >= w), columns past w zeroed. Vectorised.
+    """
+    h, w = u8.shape
+    H, W, W8 = uint64(h), uint64(w), uint64(cand.shape[1])
+    f, c, kp = u8.ravel(), cand.ravel(), keep.ravel()
+    row3 = np.empty(h * w, np.uint8)  # 3-wide row maxima (minima)
     for y in range(H):
-        _row3(f, m3, y * W, w, True)
-    above = np.zeros(w, np.uint8)  # the first different value above, carried down each column
+        _row3(f, row3, y * W, w, maxima)
     for y in range(H):
         base = y * W
         up = base - W if y > 0 else base
         down = base + W if y + _U1 < H else base
         out = y * W8
-        if y > 0:
+        if maxima:
             for x in range(W):
-                a, v = f[up + x], f[base + x]
-                above[x] = above[x] if a == v else a
-        for x in range(W):
-            i = base + x
-            v = f[i]
-            m = max(max(m3[up + x], m3[i]), m3[down + x])
-            keep = (m == v) & (above[x] <= v) & (below[i] <= v) & (kr[i] != 0)
-            c[out + x] = v if keep else 0  # v == 0 stays out
-        for x in range(out + W, out + W8):
-            c[x] = 0
-
-
-@njit(cache=True)
-def minima_candidates(u8, keep_rows, cand):
-    """``cand[y, x] = 255`` where the pixel is the min of itself and its 4 neighbours and no straight column
-    or row (``keep_rows``, 0/1) run reaches the border through values <= its own (then at every level above
-    it its background runs to the border, so it is in no hole); else 0. Layout as in ``maxima_candidates``."""
-    h, w = u8.shape
-    H, W, W8 = uint64(h), uint64(w), uint64(cand.shape[1])
-    f, c, kr = u8.ravel(), cand.ravel(), keep_rows.ravel()
-    down = np.empty(h * w, np.uint8)  # max from each pixel down to the bottom
-    for x in range((H - _U1) * W, H * W):
-        down[x] = f[x]
-    for y in range(h - 2, -1, -1):
-        base = uint64(y) * W
-        for i in range(base, base + W):
-            down[i] = max(down[i + W], f[i])
-    low = np.empty(h * w, np.uint8)  # min of each pixel and its left and right neighbours
-    for y in range(H):
-        _row3(f, low, y * W, w, False)
-    up = np.zeros(w, np.uint8)  # max from the top down to each pixel
-    for y in range(H):
-        base = y * W
-        above = base - W if y > 0 else base
-        below = base + W if y + _U1 < H else base
-        out = y * W8
-        for x in range(W):
-            i = base + x
-            v = f[i]
-            u = max(up[x], v)
-            up[x] = u
-            m = min(min(f[above + x], f[below + x]), low[i])
-            keep = (m == v) & (u != v) & (down[i] != v) & (kr[i] != 0)
-            c[out + x] = 255 if keep else 0
+                i = base + x
+                v = f[i]
+                m = max(max(row3[up + x], row3[i]), row3[down + x])
+                c[out + x] = v if (m == v) & (kp[i] != 0) else 0  # v == 0 stays out
+        else:
+            for x in range(W):
+                i = base + x
+                v = f[i]
+                m = min(min(f[up + x], f[down + x]), row3[i])
+                c[out + x] = 255 if (m == v) & (kp[i] != 0) else 0
         for x in range(out + W, out + W8):
             c[x] = 0
 

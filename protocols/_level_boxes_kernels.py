@@ -604,7 +604,8 @@ def distinct_levels(cuts, top):
 @njit(cache=True)
 def levels_and_extents(u8, thresholds):
     """The levels of ``thresholds`` (1-D float64) on ``u8``: the reference's cut ``int(t * max)`` of each
-    (float64 product, truncated), as ``distinct_levels`` returns them, with each level's foreground box."""
+    (float64 product, truncated), as ``distinct_levels`` returns them, with each level's foreground box, and
+    the map's row and column maxima it comes from."""
     rows, cols = row_col_max(u8)
     top = 0
     for y in range(rows.shape[0]):
@@ -613,4 +614,4 @@ def levels_and_extents(u8, thresholds):
     for j in range(thresholds.shape[0]):
         cuts[j] = np.int64(thresholds[j] * np.float64(top))
     values, n_empty, level_of = distinct_levels(cuts, top)
-    return values, n_empty, level_of, _extents_of(rows, cols, values)
+    return values, n_empty, level_of, _extents_of(rows, cols, values), rows, cols

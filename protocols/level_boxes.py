@@ -61,39 +61,31 @@ LINKED_NEIGHBOURS = 8  # each maximum is tried for a straight connection to this
 GIVE_UP_SEARCHES = 16  # "auto": once this many levels and over half of those scanned needed a search, search on
 
 
-_kernels = None
-_extrema_kernels = None
-_tree_kernels = None
+_modules: dict[str, object] = {}
+
+
+def _loops(name: str):
+    """A compiled-loop module of this package, imported on first use: importing numba takes a second."""
+    if name not in _modules:
+        import importlib
+
+        _modules[name] = importlib.import_module(f"wsolbench.protocols.{name}")
+    return _modules[name]
 
 
 def _compiled():
-    """The compiled loops (``_level_boxes_kernels``), imported on first use: importing numba takes a second."""
-    global _kernels
-    if _kernels is None:
-        from wsolbench.protocols import _level_boxes_kernels
-
-        _kernels = _level_boxes_kernels
-    return _kernels
+    """The certified scan's loops (``_level_boxes_kernels``)."""
+    return _loops("_level_boxes_kernels")
 
 
 def _extrema():
-    """The regional extrema loops (``_extrema``), imported on first use."""
-    global _extrema_kernels
-    if _extrema_kernels is None:
-        from wsolbench.protocols import _extrema
-
-        _extrema_kernels = _extrema
-    return _extrema_kernels
+    """The regional extrema loops (``_extrema``)."""
+    return _loops("_extrema")
 
 
 def _tree():
-    """The component-tree loops (``_component_tree``), imported on first use."""
-    global _tree_kernels
-    if _tree_kernels is None:
-        from wsolbench.protocols import _component_tree
-
-        _tree_kernels = _component_tree
-    return _tree_kernels
+    """The component-tree loops (``_component_tree``)."""
+    return _loops("_component_tree")
 
 
 @dataclass
@@ -114,33 +106,47 @@ def threshold_cuts(u8: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
     return (np.asarray(thresholds, np.float64) * float(u8.max())).astype(np.int64)
 
 
-def _candidate_mask(u8: np.ndarray, maxima: bool):
-    """Candidate pixels of regional maxima (or interior minima) as a zero-padded mask and its uint64 words,
-    then the zones that are true extrema (the scratch is kept per thread and overwritten by the next call)."""
+def _extremum_zones(u8: np.ndarray, keep: np.ndarray, maxima: bool) -> np.ndarray:
+    """The regional maxima (or interior minima) among the candidate pixels that ``keep`` lets through (the
+    scratch is kept per thread and overwritten by the next call)."""
     h, w = u8.shape
     mask = _reused("mask", (h, (w + 7) // 8 * 8), np.uint8)
     kernels = _extrema()
-    # the row test is the column test on the transposed map (OpenCV's transpose is vectorised)
-    turned = cv2.transpose(u8)
-    keep = _reused("keep_t", turned.shape, np.uint8)
-    kernels.column_keep(turned, keep, maxima)
-    keep_rows = cv2.transpose(keep)
-    (kernels.maxima_candidates if maxima else kernels.minima_candidates)(u8, keep_rows, mask)
+    kernels.extremum_candidates(u8, keep, mask, maxima)
     runs = _reused("zone_runs", (3, h * (w // 2 + 1)), np.int32)
     return kernels.candidate_zones(u8, mask, mask.view(np.uint64), maxima, not maxima, maxima, runs)
 
 
-def regional_maxima(u8: np.ndarray) -> np.ndarray:
+def regional_maxima(u8: np.ndarray, turned: np.ndarray | None = None) -> np.ndarray:
     """(K, 3) rows (value, y, x): one pixel of every regional maximum (8-connected flat zone > 0 with no
-    higher neighbour), highest first."""
-    return _candidate_mask(np.ascontiguousarray(u8, dtype=np.uint8), True)
+    higher neighbour), highest first. ``turned``: the map's transpose, if the caller has it."""
+    u8 = np.ascontiguousarray(u8, dtype=np.uint8)
+    turned = cv2.transpose(u8) if turned is None else turned
+    kernels = _extrema()
+    # candidates whose straight column or row run of their own value reaches a higher pixel are dropped
+    columns, rows = _reused("climb_c", u8.shape, np.uint8), _reused("climb_r", turned.shape, np.uint8)
+    kernels.column_climb(u8, columns)
+    kernels.column_climb(turned, rows)
+    return _extremum_zones(u8, cv2.bitwise_and(columns, cv2.transpose(rows)), True)
 
 
-def interior_minima(u8: np.ndarray) -> np.ndarray:
+def straight_escape(u8: np.ndarray, turned: np.ndarray | None = None) -> np.ndarray:
+    """Per pixel, the smallest max along the four straight rays from it to the border: above that level its
+    background reaches the border, so a pixel whose value is this is in no hole at any level."""
+    turned = cv2.transpose(u8) if turned is None else turned
+    columns, rows = _reused("escape_c", u8.shape, np.uint8), _reused("escape_r", turned.shape, np.uint8)
+    kernels = _extrema()
+    kernels.column_escape(u8, columns)
+    kernels.column_escape(turned, rows)
+    return cv2.min(columns, cv2.transpose(rows))
+
+
+def interior_minima(u8: np.ndarray, turned: np.ndarray | None = None) -> np.ndarray:
     """(K, 3) rows (value, y, x): one pixel of every regional minimum (4-connected flat zone with no lower
     4-neighbour) not touching the image border that could lie in a hole, lowest first (a superset of those:
     the hole-free certificate only needs every hole's lowest zone to be listed)."""
-    return _candidate_mask(np.ascontiguousarray(u8, dtype=np.uint8), False)
+    u8 = np.ascontiguousarray(u8, dtype=np.uint8)
+    return _extremum_zones(u8, cv2.compare(straight_escape(u8, turned), u8, cv2.CMP_GT), False)
 
 
 _scratch = threading.local()
@@ -155,16 +161,15 @@ def _reused(name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
     return cached
 
 
-def block_maxima(u8: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The transposed map and the column maxima of 16-row blocks of the map and of its transpose: from them
+def block_maxima(u8: np.ndarray, turned: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The column maxima of 16-row blocks of the map and of its transpose (``turned``): from them
     ``_xy_cells`` gets any rectangle's row and column maxima (reused by the next call in the thread)."""
     kernels = _compiled()
-    turned = cv2.transpose(u8)
     blocks = _reused("blocks", (-(-u8.shape[0] // kernels.BLOCK), u8.shape[1]), np.uint8)
     turned_blocks = _reused("turned_blocks", (-(-u8.shape[1] // kernels.BLOCK), u8.shape[0]), np.uint8)
     kernels.fill_block_maxima(u8, blocks)
     kernels.fill_block_maxima(turned, turned_blocks)
-    return turned, blocks, turned_blocks
+    return blocks, turned_blocks
 
 
 def window_lows(u8: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -224,17 +229,14 @@ def _opencv_tie_order() -> int:
     return _TIE_ORDER
 
 
-def hole_rows(u8: np.ndarray, values: np.ndarray, cap: int = 256, first: int = 0):
+def hole_rows(u8: np.ndarray, values: np.ndarray, cap: int = 256, first: int = 0, turned: np.ndarray | None = None):
     """The hole borders (their boxes) of levels ``first, first + 1, ...`` as (levels, boxes) rows, from the
     component tree's background pass over the pixels that may lie in a hole (no straight row or column path
     to the border through values no higher than their own) and their 4-neighbours: few on a smooth map.
     ``cap``: no level above it holds a hole, so pixels from ``cap`` up are left out."""
     tree = _tree()
     h, w = u8.shape
-    columns, rows = _reused("escape_c", u8.shape, np.uint8), _reused("escape_r", (w, h), np.uint8)
-    tree.column_escape(u8, columns)
-    tree.column_escape(cv2.transpose(u8), rows)
-    may_hole = cv2.compare(cv2.min(columns, cv2.transpose(rows)), u8, cv2.CMP_GT)  # 255 where it may
+    may_hole = cv2.compare(straight_escape(u8, turned), u8, cv2.CMP_GT)  # 255 where it may
     if cap < 256:
         cv2.bitwise_and(may_hole, cv2.compare(u8, cap, cv2.CMP_LT), dst=may_hole)
     if not cv2.countNonZero(may_hole):
@@ -303,7 +305,8 @@ def threshold_boxes(u8: np.ndarray, thresholds: np.ndarray, multi_contour: bool,
     if min(u8.shape) < 2 and mode != "tree":
         mode = "per-level"  # no 2x2 windows: nothing to certify with
     # levels are scanned from the highest cut down; foreground u8 >= value, empty above the max
-    values, n_empty, level_of, extents = kernels.levels_and_extents(u8, np.asarray(thresholds, np.float64).reshape(-1))
+    values, n_empty, level_of, extents, row_max, col_max = kernels.levels_and_extents(
+        u8, np.asarray(thresholds, np.float64).reshape(-1))
     none = np.zeros((len(values), 0, 4), np.int64), np.zeros(len(values), np.int64)
     if mode == "per-level":
         found = {i: _search_level(u8, int(v), e, multi_contour)[0] for i, (v, e) in enumerate(zip(values, extents))}
@@ -311,7 +314,8 @@ def threshold_boxes(u8: np.ndarray, thresholds: np.ndarray, multi_contour: bool,
     if mode == "tree":
         return _from_tree(u8, values, extents, multi_contour, 0, {}, *none, n_empty, level_of)
 
-    maxima = regional_maxima(u8)
+    turned = cv2.transpose(u8)
+    maxima = regional_maxima(u8, turned)
     if mode == "auto" and len(maxima) > MAX_MAXIMA:  # a noisy map: most levels would need a search
         return _search_or_tree(u8, values, extents, multi_contour, 0, {}, *none, n_empty, level_of, None)
     # maxima of at least a quarter of the top: many of them (not just a CAM's low ringing) make searches
@@ -329,13 +333,12 @@ def threshold_boxes(u8: np.ndarray, thresholds: np.ndarray, multi_contour: bool,
     # and full windows do not settle the winner (a rival's hole adds to its outer contour's area)
     holes = None  # (levels, boxes) rows to add: none beside the scan (its searches list the holes)
     minima_known = multi_contour
-    minima = interior_minima(u8) if minima_known else np.zeros((0, 3), np.int64)
+    minima = interior_minima(u8, turned) if minima_known else np.zeros((0, 3), np.int64)
     escape = kernels.escape_values(u8, minima)
-    row_max, col_max = kernels.row_col_max(u8)
-    turned = blocks = turned_blocks = np.zeros((0, 0), np.uint8)  # made when first needed
+    blocks = turned_blocks = np.zeros((0, 0), np.uint8)  # made when first needed
     low1 = low2 = np.zeros((0, 0), np.uint8)
     if len(maxima) > 1:  # some level will almost surely need them: made now, the scan runs through
-        turned, blocks, turned_blocks = block_maxima(u8)
+        blocks, turned_blocks = block_maxima(u8, turned)
     need = np.zeros(1, np.int64)
     searched: dict[int, np.ndarray] = {}
     search_seconds = 0.0
@@ -349,7 +352,7 @@ def threshold_boxes(u8: np.ndarray, thresholds: np.ndarray, multi_contour: bool,
         if i == len(values):
             break
         if need[0] == 1:
-            turned, blocks, turned_blocks = block_maxima(u8)
+            blocks, turned_blocks = block_maxima(u8, turned)
             need[0] = 0
             continue
         if need[0] == 2:
@@ -358,7 +361,7 @@ def threshold_boxes(u8: np.ndarray, thresholds: np.ndarray, multi_contour: bool,
             continue
         if need[0] == 3:
             minima_known = True
-            minima = interior_minima(u8)
+            minima = interior_minima(u8, turned)
             escape = kernels.escape_values(u8, minima)
             need[0] = 0
             continue
@@ -366,7 +369,7 @@ def threshold_boxes(u8: np.ndarray, thresholds: np.ndarray, multi_contour: bool,
         if need[0] == 5 and hole_searches > HOLE_SEARCHES and len(values) - i >= HOLE_PASS_LEVELS:
             # holes keep coming, with many levels to go: the background pass lists the holes of the rest
             # (none above the highest escape of an interior minimum), the scan certifies the outer contours
-            holes = hole_rows(u8, values, int(escape.max()), i)
+            holes = hole_rows(u8, values, int(escape.max()), i, turned)
             minima = np.zeros((0, 3), np.int64)
             escape = kernels.escape_values(u8, minima)
             counts[i] = 0
