@@ -21,7 +21,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from bench_boxes import map_sets, timed  # noqa: E402
-from reference_boxes import reference_boxes  # noqa: E402
+from reference_boxes import reference_boxes, same_boxes  # noqa: E402
 
 from wsolbench.protocols.level_boxes import threshold_boxes  # noqa: E402
 
@@ -63,9 +63,7 @@ def main(rev: str, n_maps: int = 36, score_files: tuple[str, ...] = ()) -> None:
                     for m in maps[:3]:
                         ref = reference_boxes(m, thresholds, multi)
                         for fn in (before, threshold_boxes):
-                            got = fn(m, thresholds, multi)
-                            assert all(sorted(map(tuple, got.at_threshold(j).tolist())) == sorted(map(tuple, ref[j].tolist()))
-                                       for j in range(n_thr))
+                            assert same_boxes(fn(m, thresholds, multi), ref)
                     r = timed(lambda m: reference_boxes(m, thresholds, multi), maps)
                     a = timed(lambda m: before(m, thresholds, multi), maps)
                     b = timed(lambda m: threshold_boxes(m, thresholds, multi), maps)

@@ -29,3 +29,9 @@ def reference_boxes(u8: np.ndarray, thresholds, multi_contour: bool) -> list[np.
             boxes.append([x, y, x + w - 1, y + h - 1])
         out.append(np.array(boxes, np.int64))
     return out
+
+
+def same_boxes(level_boxes, reference: list[np.ndarray]) -> bool:
+    """Whether a ``LevelBoxes`` gives the reference's boxes at every threshold (order carries no meaning)."""
+    return all(sorted(map(tuple, level_boxes.at_threshold(j).tolist())) == sorted(map(tuple, ref.tolist()))
+               for j, ref in enumerate(reference))

@@ -10,7 +10,7 @@
 - ``scan_levels``: boxes level after level while they can be certified without a contour search;
 - ``gather_boxes``: every level's boxes in one array.
 The regional extrema it starts from are in ``_extrema.py``, the component tree for noisy maps in
-``_component_tree.py``. Compiled on the first call in a fresh environment (about 15 s for the three files)
+``_component_tree.py``. Compiled on the first call in a fresh environment (about 20 s for the three files)
 and cached next to the files (``cache=True``).
 
 numba (LLVM) vectorises a loop only over flat (1-D) arrays with unsigned indices (a signed index gets a
@@ -431,7 +431,7 @@ def scan_levels(start, values, extents, u8, turned, blocks, turned_blocks, row_m
     - All-regions rule: a hole holds an interior minimum below v, strictly inside its component's box and
       with ``escape`` >= v; a cell with none has no hole.
     - Largest-region rule, several cells: the cell B with the biggest box wins when its full 2x2 windows (unit
-      squares inside its outer contour, counted on ``u8`` in B's box) outnumber the box area (w - 1)(h - 1)
+      squares inside its outer contour, counted from ``low1`` in B's box) outnumber the box area (w - 1)(h - 1)
       of every other cell, which bounds every contour in it; failing that, windows are counted per cell:
       twice a hole-free component's contour area is (windows >= 3 of its pixels) + (windows with 4), and a
       lower bound of it with holes; a rival cell that may hold a hole (see above: ``minima``, needed here in
@@ -448,7 +448,7 @@ def scan_levels(start, values, extents, u8, turned, blocks, turned_blocks, row_m
     cells = np.empty((cap, 4), np.int64)
     stack = np.empty((4 * cap + 4, 4), np.int64)  # scratch of _xy_cells
     profile = np.empty(max(u8.shape[0], u8.shape[1]), np.uint8)
-    runs = np.empty((cap, 2), np.int64)
+    runs = np.empty((stack.shape[0], 2), np.int64)  # as many bands as the stack holds
     first_root = np.empty(cap, np.int64)
     link = 0
     for i in range(start, n_levels):
