@@ -2,10 +2,10 @@
 
 Every foreground component at a level holds a regional maximum (an 8-connected flat zone > 0 with no higher
 neighbour) and every hole an interior regional minimum (a 4-connected flat zone off the border with no lower
-4-neighbour). Candidates are found by vectorised passes over the map (the neighbourhood's max or min, and
-straight runs that prove a zone has a higher neighbour or reaches the border: ``column_climb`` and
-``column_escape`` on the map and on its transpose), then ``candidate_zones`` keeps the zones that are true
-extrema (a union-find over row runs).
+4-neighbour). ``mark_candidates`` marks, in vectorised passes, the pixels with no higher (lower) neighbour and
+the "seeds" among them: those next to a pixel of their own value that has one, so their zone is no extremum;
+``flat_zones`` joins the candidates' row runs (a word of 8 pixels at a time) and keeps the zones without a
+seed. ``column_escape`` gives the straight paths to the border that rule a minimum out of any hole.
 
 numba (LLVM) vectorises a loop only over flat (1-D) arrays with unsigned indices (a signed index gets a
 wrap-around test per access, a 2-D index a stride product): ``_U1`` keeps index arithmetic unsigned.
@@ -18,27 +18,6 @@ from numba import njit, uint64
 from wsolbench.protocols._union_find import find
 
 _U1 = uint64(1)
-
-
-@njit(cache=True)
-def _row3(f, out, base, w, take_max):
-    """out[base + x] = max (``take_max``) or min of f[base + x - 1 .. base + x + 1] within the row (flat
-    arrays, unsigned base)."""
-    W = uint64(w)
-    if w == 1:
-        out[base] = f[base]
-        return
-    last = base + W - _U1
-    if take_max:
-        out[base] = max(f[base], f[base + _U1])
-        for x in range(base + _U1, last):
-            out[x] = max(max(f[x - _U1], f[x]), f[x + _U1])
-        out[last] = max(f[last - _U1], f[last])
-    else:
-        out[base] = min(f[base], f[base + _U1])
-        for x in range(base + _U1, last):
-            out[x] = min(min(f[x - _U1], f[x]), f[x + _U1])
-        out[last] = min(f[last - _U1], f[last])
 
 
 @njit(cache=True)
@@ -96,125 +75,138 @@ def column_escape(u8, out):
 
 
 @njit(cache=True)
-def extremum_candidates(u8, keep, cand, maxima):
-    """Maxima: ``cand[y, x] = u8[y, x]`` where the pixel is > 0 and the max of its 3x3 neighbourhood; minima:
-    255 where it is the min of itself and its 4 neighbours; only where ``keep`` (the straight-run tests of
-    ``column_climb`` / ``column_escape``) is not 0; else 0.
+def mark_candidates(u8, keep, use_keep, maxima, pad, cand, seed):
+    """The extremum candidates of ``u8`` in padded frames: ``pad``, ``cand``, ``seed`` are C-contiguous
+    (h + 2) x W8 uint8 (W8 >= w + 2, a multiple of 8) holding pixel (y, x) at (y + 1, x + 1), 0 elsewhere.
 
-    ``u8`` C-contiguous; ``cand``: C-contiguous h x w8 uint8 (w8 >= w), columns past w zeroed. Vectorised.
-    """
+    ``pad`` gets the map; ``cand`` 1 where the pixel is an extremum of its neighbourhood (maxima: > 0 and the
+    max of its 3x3 block; minima: the min of itself and its 4-neighbours) and ``keep`` (if ``use_keep``) is
+    not 0; ``seed`` 1 where such a pixel has a neighbour of its own value that is no candidate (8-neighbours
+    for maxima, 4 for minima): its flat zone has a neighbour beyond, so it is no extremum. A pad cell reads 0
+    and is no candidate: it never matches a maximum (> 0), and marks only minima touching the border, which
+    are no interior minima anyway. Vectorised (flat arrays, unsigned indices)."""
     h, w = u8.shape
-    H, W, W8 = uint64(h), uint64(w), uint64(cand.shape[1])
-    f, c, kp = u8.ravel(), cand.ravel(), keep.ravel()
-    row3 = np.empty(h * w, np.uint8)  # 3-wide row maxima (minima)
+    H, W, W8 = uint64(h), uint64(w), uint64(pad.shape[1])
+    f, p, c, s, kp = u8.ravel(), pad.ravel(), cand.ravel(), seed.ravel(), keep.ravel()
+    for j in range(W8):  # pad rows
+        p[j], c[j], s[j] = 0, 0, 0
+        p[(H + _U1) * W8 + j], c[(H + _U1) * W8 + j], s[(H + _U1) * W8 + j] = 0, 0, 0
     for y in range(H):
-        _row3(f, row3, y * W, w, maxima)
+        row = (y + _U1) * W8
+        p[row], c[row], s[row] = 0, 0, 0
+        for j in range(row + W + _U1, row + W8):
+            p[j], c[j], s[j] = 0, 0, 0
+        for x in range(W):
+            p[row + _U1 + x] = f[y * W + x]
     for y in range(H):
-        base = y * W
-        up = base - W if y > 0 else base
-        down = base + W if y + _U1 < H else base
-        out = y * W8
-        if maxima:
-            for x in range(W):
-                i = base + x
-                v = f[i]
-                m = max(max(row3[up + x], row3[i]), row3[down + x])
-                c[out + x] = v if (m == v) & (kp[i] != 0) else 0  # v == 0 stays out
-        else:
-            for x in range(W):
-                i = base + x
-                v = f[i]
-                m = min(min(f[up + x], f[down + x]), row3[i])
-                c[out + x] = 255 if (m == v) & (kp[i] != 0) else 0
-        for x in range(out + W, out + W8):
-            c[x] = 0
+        row = (y + _U1) * W8 + _U1
+        up, down = row - W8, row + W8
+        for x in range(W):
+            v = p[row + x]
+            if maxima:
+                m = max(max(max(p[up + x - _U1], p[up + x]), max(p[up + x + _U1], p[row + x - _U1])),
+                        max(max(p[row + x + _U1], p[down + x - _U1]), max(p[down + x], p[down + x + _U1])))
+                on = (m <= v) & (v > 0)
+            else:
+                m = min(min(p[up + x], p[down + x]), min(p[row + x - _U1], p[row + x + _U1]))
+                on = m >= v
+            if use_keep:
+                on = on & (kp[y * W + x] != 0)
+            c[row + x] = np.uint8(on)
+    for y in range(H):
+        row = (y + _U1) * W8 + _U1
+        up, down = row - W8, row + W8
+        for x in range(W):
+            j = row + x
+            v = p[j]
+            e = ((c[j - _U1] == 0) & (p[j - _U1] == v)) | ((c[j + _U1] == 0) & (p[j + _U1] == v))
+            e |= ((c[up + x] == 0) & (p[up + x] == v)) | ((c[down + x] == 0) & (p[down + x] == v))
+            if maxima:
+                e |= ((c[up + x - _U1] == 0) & (p[up + x - _U1] == v)) | ((c[up + x + _U1] == 0) & (p[up + x + _U1] == v))
+                e |= ((c[down + x - _U1] == 0) & (p[down + x - _U1] == v)) | ((c[down + x + _U1] == 0) & (p[down + x + _U1] == v))
+            s[j] = np.uint8(e & (c[j] != 0))
+
+
+_ONES = uint64(0x0101010101010101)
+_BYTE_INDEX = uint64(0x0001020304050607)  # (1 << 8k) * this >> 56 == k
 
 
 @njit(cache=True)
-def candidate_zones(u8, cand, words, diagonal, interior, highest_first, runs):
-    """The flat zones of candidate pixels that are true extrema: one row (value, y, x) per zone (its first
-    pixel in raster order), sorted by value (stable), highest first when ``highest_first``.
+def _lowest_byte(bits):
+    """The index of the lowest byte of ``bits`` (not 0) with bit 0 set, when only bytes' bit 0 can be set."""
+    return (bits & (~bits + _U1)) * _BYTE_INDEX >> uint64(56)
 
-    A zone (candidates joined 8-connected when ``diagonal``, else 4; adjacent candidates share their value)
-    is an extremum unless a neighbour outside it has its value (that neighbour has a higher/lower neighbour,
-    or was dropped as being in such a zone); ``interior`` also drops zones touching the image border.
-    ``cand``: h x w8 (C-contiguous), ``words`` the same memory as uint64, to skip empty stretches;
-    ``runs``: int32 scratch (3, >= h * (w // 2 + 1)). A union-find over row runs of candidates: cost ~ runs
-    + their length + pixels / 8.
+
+@njit(cache=True)
+def flat_zones(u8, cand, seed, diagonal, interior, highest_first, runs):
+    """The flat zones of candidates (``mark_candidates``) that are true extrema: one row (value, y, x) per zone
+    (its first pixel in raster order), sorted by value (stable), highest first when ``highest_first``.
+
+    Zones: candidate row runs joined 8-connected when ``diagonal``, else 4 (adjacent candidates share their
+    value); a zone is an extremum unless one of its pixels is a seed (``interior``: or it touches the border).
+    Runs are read a word (8 pixels) at a time, their ends found by bit tricks, so the cost is ~ pixels / 8 +
+    runs. ``runs``: int32 scratch (5, >= h * (w // 2 + 1)).
     """
     h, w = u8.shape
-    w8 = cand.shape[1]
-    n_words = words.shape[1]
-    f, c, fw = u8.ravel(), cand.ravel(), words.ravel()
-    parent, start, spoiled = runs[0], runs[1], runs[2]  # start: the run's first pixel (y * w + x)
+    W8 = cand.shape[1]
+    n_words = W8 // 8
+    words, seeds = cand.reshape(-1).view(np.uint64), seed.reshape(-1).view(np.uint64)
+    parent, x0s, x1s, ys, bad = runs[0], runs[1], runs[2], runs[3], runs[4]
     d = 1 if diagonal else 0
-    labels = np.full((2, w), -1, np.int32)  # run of each pixel of the previous and the current row
     n = 0
-    prev_has = False
+    prev_first, prev_end = 0, 0  # runs of the row above
     for y in range(h):
-        has = False
-        for k in range(n_words):
-            if fw[y * n_words + k] != 0:
-                has = True
-                break
-        if not has:
-            prev_has = False
-            continue
-        cur, prev = labels[y & 1], labels[1 - (y & 1)]
-        cur[:] = -1
-        row, up, down = y * w8, (y - 1) * w8, (y + 1) * w8
-        x = 0
-        while x < w:
-            if x % 8 == 0 and fw[y * n_words + x // 8] == 0:
-                x += 8
+        first = n
+        row_k = (y + 1) * n_words  # the padded row's first word; pixel x at byte x + 1
+        start = -1  # padded column where the open run starts
+        seeded = uint64(0)
+        for k in range(row_k, row_k + n_words):
+            word, seed_word = words[k], seeds[k]
+            if start < 0 and word == 0:
                 continue
-            if c[row + x] == 0:
-                x += 1
-                continue
-            x0 = x
-            while x + 1 < w and c[row + x + 1] != 0:
-                x += 1
-            x1 = x
-            v = f[y * w + x0]
-            r = n
-            n += 1
-            parent[r], start[r], spoiled[r] = r, y * w + x0, 0
-            bad = (x0 > 0 and f[y * w + x0 - 1] == v) or (x1 < w - 1 and f[y * w + x1 + 1] == v)
-            if interior and (y == 0 or y == h - 1 or x0 == 0 or x1 == w - 1):
-                bad = True
-            for xx in range(x0, x1 + 1):
-                cur[xx] = r
-            lo, hi = max(x0 - d, 0), min(x1 + d, w - 1)
-            if y > 0:
-                last = -1
-                for xx in range(lo, hi + 1):
-                    if c[up + xx] == 0:
-                        bad |= f[(y - 1) * w + xx] == v
-                    elif prev_has:
-                        q = prev[xx]
-                        if q != last:  # an adjacent candidate run above: the same zone
-                            last = q
-                            ra, rb = find(parent, q), find(parent, r)
-                            if ra != rb:
-                                lo_r, hi_r = min(ra, rb), max(ra, rb)
-                                parent[hi_r] = lo_r
-                                spoiled[lo_r] |= spoiled[hi_r]
-            if y < h - 1 and not bad:
-                for xx in range(lo, hi + 1):
-                    if c[down + xx] == 0 and f[(y + 1) * w + xx] == v:
-                        bad = True
+            base = (k - row_k) * 8
+            b = uint64(0)  # bytes before b are done
+            while True:
+                if start < 0:
+                    rest = word >> (uint64(8) * b)
+                    if rest == 0:
                         break
-            if bad:
-                spoiled[find(parent, r)] = 1
-            x += 1
-        prev_has = True
+                    b += _lowest_byte(rest)
+                    start = base + np.int64(b)
+                    seeded = uint64(0)
+                gaps = (word ^ _ONES) >> (uint64(8) * b)  # bit 0 of each byte not in a run
+                if gaps == 0:  # the run goes on into the next word
+                    seeded |= seed_word >> (uint64(8) * b)
+                    break
+                e = _lowest_byte(gaps)
+                seeded |= (seed_word >> (uint64(8) * b)) & ((uint64(1) << (uint64(8) * e)) - _U1)
+                b += e
+                end = base + np.int64(b)  # the padded column after the run
+                parent[n], x0s[n], x1s[n], ys[n] = n, start - 1, end - 2, y
+                bad[n] = 1 if seeded != 0 else 0
+                if interior and (y == 0 or y == h - 1 or start == 1 or end - 2 == w - 1):
+                    bad[n] = 1
+                n += 1
+                start = -1
+        # join with the runs above that touch (overlap, or meet at a corner when diagonal)
+        i, j = prev_first, first
+        while i < prev_end and j < n:
+            if x0s[i] <= x1s[j] + d and x0s[j] <= x1s[i] + d:
+                ra, rb = find(parent, i), find(parent, j)
+                if ra != rb:
+                    lo_r, hi_r = min(ra, rb), max(ra, rb)
+                    parent[hi_r] = lo_r
+                    bad[lo_r] |= bad[hi_r]
+            if x1s[i] < x1s[j]:
+                i += 1
+            else:
+                j += 1
+        prev_first, prev_end = first, n
     out = np.empty((n, 3), np.int64)
     k = 0
     for r in range(n):
-        if parent[r] == r and spoiled[r] == 0:
-            p = start[r]
-            yy = p // w
-            out[k, 0], out[k, 1], out[k, 2] = f[p], yy, p - yy * w
+        if parent[r] == r and bad[r] == 0:
+            out[k, 0], out[k, 1], out[k, 2] = u8[ys[r], x0s[r]], ys[r], x0s[r]
             k += 1
     out = out[:k]
     key = -out[:, 0] if highest_first else out[:, 0].copy()

@@ -106,15 +106,16 @@ def threshold_cuts(u8: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
     return (np.asarray(thresholds, np.float64) * float(u8.max())).astype(np.int64)
 
 
-def _extremum_zones(u8: np.ndarray, keep: np.ndarray, maxima: bool) -> np.ndarray:
-    """The regional maxima (or interior minima) among the candidate pixels that ``keep`` lets through (the
+def _extremum_zones(u8: np.ndarray, keep: np.ndarray | None, maxima: bool) -> np.ndarray:
+    """The regional maxima (or interior minima) among the pixels that ``keep`` (if given) lets through (the
     scratch is kept per thread and overwritten by the next call)."""
     h, w = u8.shape
-    mask = _reused("mask", (h, (w + 7) // 8 * 8), np.uint8)
+    frame = (h + 2, (w + 9) // 8 * 8)  # one pad cell on every side, rows a whole number of 8-pixel words
+    pad, cand, seed = (_reused(name, frame, np.uint8) for name in ("zone_pad", "zone_cand", "zone_seed"))
     kernels = _extrema()
-    kernels.extremum_candidates(u8, keep, mask, maxima)
-    runs = _reused("zone_runs", (3, h * (w // 2 + 1)), np.int32)
-    return kernels.candidate_zones(u8, mask, mask.view(np.uint64), maxima, not maxima, maxima, runs)
+    kernels.mark_candidates(u8, u8 if keep is None else keep, keep is not None, maxima, pad, cand, seed)
+    runs = _reused("zone_runs", (5, h * (w // 2 + 1)), np.int32)
+    return kernels.flat_zones(u8, cand, seed, maxima, not maxima, maxima, runs)
 
 
 def regional_maxima(u8: np.ndarray, turned: np.ndarray | None = None) -> np.ndarray:
