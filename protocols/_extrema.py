@@ -75,56 +75,88 @@ def column_escape(u8, out):
 
 
 @njit(cache=True)
-def mark_candidates(u8, keep, use_keep, maxima, pad, cand, seed):
-    """The extremum candidates of ``u8`` in padded frames: ``pad``, ``cand``, ``seed`` are C-contiguous
-    (h + 2) x W8 uint8 (W8 >= w + 2, a multiple of 8) holding pixel (y, x) at (y + 1, x + 1), 0 elsewhere.
+def _row_max3(f, r, h, w, first=uint64(0)):
+    """r = the max of each pixel and its left and right neighbours, in ``h`` rows of ``w`` from flat index
+    ``first``. Vectorised."""
+    W = uint64(w)
+    for y in range(uint64(h)):
+        b = first + y * W
+        if w == 1:
+            r[b] = f[b]
+            continue
+        r[b] = max(f[b], f[b + _U1])
+        for x in range(b + _U1, b + W - _U1):
+            r[x] = max(max(f[x - _U1], f[x]), f[x + _U1])
+        r[b + W - _U1] = max(f[b + W - _U1], f[b + W - uint64(2)])
 
-    ``pad`` gets the map; ``cand`` 1 where the pixel is an extremum of its neighbourhood (maxima: > 0 and the
-    max of its 3x3 block; minima: the min of itself and its 4-neighbours) and ``keep`` (if ``use_keep``) is
-    not 0; ``seed`` 1 where such a pixel has a neighbour of its own value that is no candidate (8-neighbours
-    for maxima, 4 for minima): its flat zone has a neighbour beyond, so it is no extremum. A pad cell reads 0
-    and is no candidate: it never matches a maximum (> 0), and marks only minima touching the border, which
-    are no interior minima anyway. Vectorised (flat arrays, unsigned indices)."""
+
+@njit(cache=True)
+def mark_candidates(u8, keep, use_keep, maxima, cand, seed, rows, others):
+    """The extremum candidates of ``u8``, in padded frames ``cand`` and ``seed`` (C-contiguous (h + 2) x W8
+    uint8, W8 >= w + 2 a multiple of 8, pixel (y, x) at (y + 1, x + 1), 0 around).
+
+    ``cand`` 1 where the pixel is an extremum of its neighbourhood (maxima: > 0 and the max of its 3x3 block;
+    minima: the min of itself and its 4-neighbours) and ``keep`` (if ``use_keep``) is not 0; ``seed`` 1 where
+    such a pixel has a neighbour of its own value that is no candidate (8-neighbours for maxima, 4 for
+    minima): its flat zone then has a neighbour beyond, so it is no extremum. As no neighbour of a candidate
+    is higher (lower), that is where the max (min) of the non-candidates' values around it is its own value.
+    ``seed`` is written in rows with candidates only (``flat_zones`` reads it at candidates only).
+    Scratch: ``rows``, ``others`` (h x w uint8). Four vectorised passes (flat arrays, unsigned indices)."""
     h, w = u8.shape
-    H, W, W8 = uint64(h), uint64(w), uint64(pad.shape[1])
-    f, p, c, s, kp = u8.ravel(), pad.ravel(), cand.ravel(), seed.ravel(), keep.ravel()
-    for j in range(W8):  # pad rows
-        p[j], c[j], s[j] = 0, 0, 0
-        p[(H + _U1) * W8 + j], c[(H + _U1) * W8 + j], s[(H + _U1) * W8 + j] = 0, 0, 0
+    H, W, W8 = uint64(h), uint64(w), uint64(cand.shape[1])
+    f, c, s, r, o, kp = u8.ravel(), cand.ravel(), seed.ravel(), rows.ravel(), others.ravel(), keep.ravel()
+    last = (H + _U1) * W8
+    for j in range(W8):  # the frame's pad
+        c[j], c[last + j] = 0, 0
     for y in range(H):
         row = (y + _U1) * W8
-        p[row], c[row], s[row] = 0, 0, 0
+        c[row] = 0
         for j in range(row + W + _U1, row + W8):
-            p[j], c[j], s[j] = 0, 0, 0
-        for x in range(W):
-            p[row + _U1 + x] = f[y * W + x]
+            c[j] = 0
+    if maxima:
+        _row_max3(f, r, h, w, uint64(0))
+    other = np.uint8(0) if maxima else np.uint8(255)  # a candidate's value in ``others``: never the answer
+    has = np.zeros(h + 2, np.bool_)  # rows with candidates (row y at y + 1): only they need seeds
     for y in range(H):
-        row = (y + _U1) * W8 + _U1
-        up, down = row - W8, row + W8
+        b = y * W
+        up = b - W if y > 0 else b
+        down = b + W if y + _U1 < H else b
+        out = (y + _U1) * W8 + _U1
+        any_on = False
         for x in range(W):
-            v = p[row + x]
+            v = f[b + x]
             if maxima:
-                m = max(max(max(p[up + x - _U1], p[up + x]), max(p[up + x + _U1], p[row + x - _U1])),
-                        max(max(p[row + x + _U1], p[down + x - _U1]), max(p[down + x], p[down + x + _U1])))
-                on = (m <= v) & (v > 0)
+                on = (max(max(r[up + x], r[b + x]), r[down + x]) == v) & (v > 0)
             else:
-                m = min(min(p[up + x], p[down + x]), min(p[row + x - _U1], p[row + x + _U1]))
-                on = m >= v
+                left = f[b + x - _U1] if x > 0 else v
+                right = f[b + x + _U1] if x + _U1 < W else v
+                on = min(min(f[up + x], f[down + x]), min(left, right)) >= v
             if use_keep:
-                on = on & (kp[y * W + x] != 0)
-            c[row + x] = np.uint8(on)
+                on = on & (kp[b + x] != 0)
+            c[out + x] = np.uint8(1) if on else np.uint8(0)
+            o[b + x] = other if on else v
+            any_on |= on
+        has[y + _U1] = any_on
+    if maxima:  # the rows around candidates only
+        for y in range(H):
+            if has[y] | has[y + _U1] | has[y + uint64(2)]:
+                _row_max3(o, r, uint64(1), w, y * W)
     for y in range(H):
-        row = (y + _U1) * W8 + _U1
-        up, down = row - W8, row + W8
+        if not has[y + _U1]:
+            continue  # no candidate: its seeds are never read
+        b = y * W
+        up = b - W if y > 0 else b
+        down = b + W if y + _U1 < H else b
+        out = (y + _U1) * W8 + _U1
         for x in range(W):
-            j = row + x
-            v = p[j]
-            e = ((c[j - _U1] == 0) & (p[j - _U1] == v)) | ((c[j + _U1] == 0) & (p[j + _U1] == v))
-            e |= ((c[up + x] == 0) & (p[up + x] == v)) | ((c[down + x] == 0) & (p[down + x] == v))
+            v = f[b + x]
             if maxima:
-                e |= ((c[up + x - _U1] == 0) & (p[up + x - _U1] == v)) | ((c[up + x + _U1] == 0) & (p[up + x + _U1] == v))
-                e |= ((c[down + x - _U1] == 0) & (p[down + x - _U1] == v)) | ((c[down + x + _U1] == 0) & (p[down + x + _U1] == v))
-            s[j] = np.uint8(e & (c[j] != 0))
+                hit = max(max(r[up + x], r[b + x]), r[down + x]) == v
+            else:
+                left = o[b + x - _U1] if x > 0 else other
+                right = o[b + x + _U1] if x + _U1 < W else other
+                hit = min(min(o[up + x], o[down + x]), min(left, right)) == v
+            s[out + x] = np.uint8(1) if hit & (c[out + x] != 0) else np.uint8(0)
 
 
 _ONES = uint64(0x0101010101010101)
@@ -138,56 +170,64 @@ def _lowest_byte(bits):
 
 
 @njit(cache=True)
+def _below(b):
+    """The bits of bytes 0 .. b - 1 (b < 8)."""
+    return (_U1 << (uint64(8) * b)) - _U1
+
+
+@njit(cache=True)
 def flat_zones(u8, cand, seed, diagonal, interior, highest_first, runs):
     """The flat zones of candidates (``mark_candidates``) that are true extrema: one row (value, y, x) per zone
     (its first pixel in raster order), sorted by value (stable), highest first when ``highest_first``.
 
     Zones: candidate row runs joined 8-connected when ``diagonal``, else 4 (adjacent candidates share their
     value); a zone is an extremum unless one of its pixels is a seed (``interior``: or it touches the border).
-    Runs are read a word (8 pixels) at a time, their ends found by bit tricks, so the cost is ~ pixels / 8 +
-    runs. ``runs``: int32 scratch (5, >= h * (w // 2 + 1)).
+    Runs are read a word (8 pixels) at a time, their ends found by bit tricks: the cost is ~ pixels / 8 + runs.
+    ``runs``: int32 scratch (5, >= h * (w // 2 + 1)).
     """
     h, w = u8.shape
     W8 = cand.shape[1]
     n_words = W8 // 8
     words, seeds = cand.reshape(-1).view(np.uint64), seed.reshape(-1).view(np.uint64)
     parent, x0s, x1s, ys, bad = runs[0], runs[1], runs[2], runs[3], runs[4]
+    everything = ~uint64(0)
     d = 1 if diagonal else 0
     n = 0
     prev_first, prev_end = 0, 0  # runs of the row above
     for y in range(h):
         first = n
         row_k = (y + 1) * n_words  # the padded row's first word; pixel x at byte x + 1
-        start = -1  # padded column where the open run starts
-        seeded = uint64(0)
-        for k in range(row_k, row_k + n_words):
-            word, seed_word = words[k], seeds[k]
-            if start < 0 and word == 0:
-                continue
-            base = (k - row_k) * 8
-            b = uint64(0)  # bytes before b are done
-            while True:
-                if start < 0:
-                    rest = word >> (uint64(8) * b)
-                    if rest == 0:
-                        break
-                    b += _lowest_byte(rest)
-                    start = base + np.int64(b)
-                    seeded = uint64(0)
-                gaps = (word ^ _ONES) >> (uint64(8) * b)  # bit 0 of each byte not in a run
-                if gaps == 0:  # the run goes on into the next word
-                    seeded |= seed_word >> (uint64(8) * b)
+        end_k = row_k + n_words
+        k = row_k
+        todo = everything  # the bytes of word k not read yet
+        while True:
+            word = words[k] & todo
+            while word == 0:  # to the next run's first pixel
+                k += 1
+                if k == end_k:
                     break
-                e = _lowest_byte(gaps)
-                seeded |= (seed_word >> (uint64(8) * b)) & ((uint64(1) << (uint64(8) * e)) - _U1)
-                b += e
-                end = base + np.int64(b)  # the padded column after the run
-                parent[n], x0s[n], x1s[n], ys[n] = n, start - 1, end - 2, y
-                bad[n] = 1 if seeded != 0 else 0
-                if interior and (y == 0 or y == h - 1 or start == 1 or end - 2 == w - 1):
-                    bad[n] = 1
-                n += 1
-                start = -1
+                word = words[k]
+            if k == end_k:
+                break
+            b = _lowest_byte(word)
+            start = (k - row_k) * 8 + np.int64(b)
+            todo = ~_below(b)
+            gaps = (words[k] ^ _ONES) & todo  # bit 0 of each byte not in a run
+            seeded = uint64(0)
+            while gaps == 0:  # the run goes on through the word (the pad ends it inside the row)
+                seeded |= seeds[k] & todo
+                k += 1
+                todo = everything
+                gaps = words[k] ^ _ONES
+            e = _lowest_byte(gaps)
+            seeded |= seeds[k] & todo & _below(e)
+            todo = ~_below(e)
+            end = (k - row_k) * 8 + np.int64(e)  # the padded column after the run
+            parent[n], x0s[n], x1s[n], ys[n] = n, start - 1, end - 2, y
+            bad[n] = 1 if seeded != 0 else 0
+            if interior and (y == 0 or y == h - 1 or start == 1 or end - 2 == w - 1):
+                bad[n] = 1
+            n += 1
         # join with the runs above that touch (overlap, or meet at a corner when diagonal)
         i, j = prev_first, first
         while i < prev_end and j < n:

@@ -294,10 +294,12 @@ def _flat_zones(u8, connectivity):
 
 
 def test_regional_maxima_and_interior_minima_against_brute_force():
+    # sizes whose padded rows (w + 2) end inside, at and past a word of 8 pixels: plateau runs then start,
+    # end and go on across words, and reach the right border
     rng = np.random.default_rng(4)
-    for _ in range(12):
+    for h, w in ((20, 24), (20, 24), (9, 30), (14, 62), (11, 71), (7, 5)) * 2:
         grid = rng.random((4, 4)).astype(np.float32)
-        m = cv2.resize(grid, (24, 20), interpolation=cv2.INTER_CUBIC) + 0.3 * rng.random((20, 24))
+        m = cv2.resize(grid, (w, h), interpolation=cv2.INTER_CUBIC) + 0.3 * rng.random((h, w))
         u8 = np.round((m - m.min()) / (m.max() - m.min()) * 5).astype(np.uint8) * 40  # plateaus
         maxima = regional_maxima(u8)
         labels8, is_max, _ = _flat_zones(u8, 8)
