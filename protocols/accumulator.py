@@ -83,7 +83,8 @@ class LocalizationAccumulator:
             if height < 1 or width < 1:
                 raise WsolbenchError(f"image {b}: image size must be positive, got {height} x {width}")
             gt = self.protocol.check_boxes(boxes[b], height, width, b)
-            hits = self.protocol.hits(maps[b], height, width, gt)  # (I, T) bool
+            scoremap = self.protocol.prepare_map(maps[b], height, width)  # once: the boxes and PxAP share it
+            hits = self.protocol.hits(maps[b], height, width, gt, scoremap)  # (I, T) bool
             gt_known += hits
             if labels is not None and top5 is not None:
                 label, ranked = labels[b], top5[b]
@@ -102,7 +103,7 @@ class LocalizationAccumulator:
                         class_hits = hits[i05]
                     top5_loc += class_hits
             if masks is not None and masks[b] is not None:
-                pos, neg = self.protocol.mask_histograms(maps[b], height, width, _numpy(masks[b]), b)
+                pos, neg = self.protocol.mask_histograms(maps[b], height, width, _numpy(masks[b]), b, scoremap)
                 self.states["mask_pos_hist"] += torch.from_numpy(pos)
                 self.states["mask_neg_hist"] += torch.from_numpy(neg)
                 self.states["n_masks"] += 1

@@ -49,6 +49,7 @@ class Protocol:
         self.input_size = int(input_size)
         self.description = description
         self.thresholds = np.arange(0, 1, self.interval)
+        self.edges = np.append(self.thresholds, [1.0, 2.0, 3.0])  # PxAP's bin edges
 
     @property
     def box_rule(self) -> str:
@@ -105,29 +106,33 @@ class Protocol:
         out[:, 3] = np.minimum(out[:, 3] + 1, height - 1)
         return out
 
-    def hits(self, raw_map: np.ndarray, height: int, width: int, gt: np.ndarray) -> np.ndarray:
-        """(I, T) bool: the map's box reaches iou_thresholds[i] at thresholds[t]."""
+    def hits(self, raw_map: np.ndarray, height: int, width: int, gt: np.ndarray,
+             scoremap: np.ndarray | None = None) -> np.ndarray:
+        """(I, T) bool: the map's box reaches iou_thresholds[i] at thresholds[t]. ``scoremap``: the map as
+        ``prepare_map`` makes it, if the caller has it."""
         if raw_map.ndim != 2:
             raise WsolbenchError(f"a map must be h x w, got shape {raw_map.shape}")
-        u8 = to_uint8(self.prepare_map(raw_map, height, width))
+        u8 = to_uint8(self.prepare_map(raw_map, height, width) if scoremap is None else scoremap)
         level_boxes = threshold_boxes(u8, self.thresholds, self.multi_contour)
         sh, sw = u8.shape
         best = best_iou_per_threshold(level_boxes, self.boxes_in_convention(level_boxes.boxes, sh, sw), gt)
         return best[None, :] >= np.asarray(self.iou_thresholds)[:, None]
 
-    def mask_histograms(self, raw_map: np.ndarray, height: int, width: int, mask: np.ndarray, index: int):
-        """PxAP histograms of one image: object and background pixel values over [thresholds..., 1, 2, 3]."""
+    def mask_histograms(self, raw_map: np.ndarray, height: int, width: int, mask: np.ndarray, index: int,
+                        scoremap: np.ndarray | None = None):
+        """PxAP histograms of one image: object and background pixel values over [thresholds..., 1, 2, 3]
+        (``np.histogram``'s counts, ``_histogram``). ``scoremap``: the map as ``prepare_map`` makes it, if the
+        caller has it."""
         if mask.ndim != 2:
             raise WsolbenchError(f"image {index}: mask must be h x w, got shape {mask.shape}")
         values = set(np.unique(mask).tolist())
         if not values <= {0, 1, 255}:
             raise WsolbenchError(f"image {index}: mask values must be 0, 1 or 255, found {sorted(values - {0, 1, 255})[:5]}")
-        scoremap = self.prepare_map(raw_map, height, width)
+        scoremap = self.prepare_map(raw_map, height, width) if scoremap is None else scoremap
         m = resize_mask(mask, *scoremap.shape)
-        edges = np.append(self.thresholds, [1.0, 2.0, 3.0])
-        pos = np.histogram(scoremap[m == 1], bins=edges)[0].astype(np.float64)
-        neg = np.histogram(scoremap[m == 0], bins=edges)[0].astype(np.float64)
-        return pos, neg
+        from wsolbench.protocols._histogram import mask_histograms  # numba: imported on first use
+
+        return mask_histograms(scoremap, m, self.edges)
 
     def summarize(self, test_acc: LocalizationAccumulator, val_acc: LocalizationAccumulator | None = None, policy: str = "val") -> dict:
         return summarize(self, test_acc, val_acc, policy)

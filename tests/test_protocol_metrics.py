@@ -110,6 +110,28 @@ def test_pxap_on_a_known_ranking():
     assert proto.summarize(acc, policy="test-optimal")["pxap"] == pytest.approx(500 / 6)
 
 
+def test_pxap_histograms_count_as_np_histogram_does():
+    # values on the edges (as float32), just below them, at 0, 1 and 3, outside the edges and NaN; masks of
+    # object, background and ignored pixels; regular and odd intervals
+    from wsolbench.protocols._histogram import mask_histograms
+
+    rng = np.random.default_rng(7)
+    for interval in (0.001, 0.01, 0.37):
+        edges = PROTOCOLS.build("wsoleval", interval=interval).edges
+        for _ in range(40):
+            h, w = (int(v) for v in rng.integers(1, 40, 2))
+            x = rng.random((h, w)).astype(np.float32)
+            on_edge = edges[rng.integers(0, len(edges), (h, w))].astype(np.float32)
+            special = rng.choice(np.array([0.0, 1.0, 3.0, -0.5, 3.5, np.nan], np.float32), (h, w))
+            pick = rng.random((h, w))
+            x = np.where(pick < 0.3, on_edge, np.where(pick < 0.4, np.nextafter(on_edge, np.float32(-1)), x))
+            x = np.where(pick > 0.95, special, x)
+            mask = rng.choice(np.array([0, 1, 255], np.uint8), (h, w))
+            pos, neg = mask_histograms(x, mask, edges)
+            assert np.array_equal(pos, np.histogram(x[mask == 1], bins=edges)[0])
+            assert np.array_equal(neg, np.histogram(x[mask == 0], bins=edges)[0])
+
+
 def test_wsoleval_rescales_boxes_to_224_by_truncation():
     proto = PROTOCOLS.build("wsoleval")
     gt = proto.check_boxes(np.array([[10, 20, 299, 199]]), 200, 300, 0)
