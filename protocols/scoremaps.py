@@ -12,14 +12,24 @@ import cv2
 import numpy as np
 
 
+def _kernels():
+    """The compiled element-wise steps (``_scoremap_kernels``), imported on first use (numba takes a second)."""
+    from wsolbench.protocols import _scoremap_kernels
+
+    return _scoremap_kernels
+
+
 def normalize_minmax(scoremap: np.ndarray) -> np.ndarray:
-    """Min-max to [0, 1]; NaN anywhere or a constant map gives zeros (wsolevaluation's normalize_scoremap)."""
-    m = np.array(scoremap, dtype=np.float32)
-    if np.isnan(m).any() or m.min() == m.max():
-        return np.zeros_like(m)
-    m -= m.min()
-    m /= m.max()
-    return m
+    """Min-max to [0, 1]; NaN anywhere or a constant map gives zeros (wsolevaluation's normalize_scoremap:
+    ``m -= m.min(); m /= m.max()`` in float32, whose max after the subtraction is ``max - min`` rounded, as
+    subtracting keeps the order)."""
+    m = np.ascontiguousarray(scoremap, dtype=np.float32)
+    if m.size == 0 or np.isnan(m).any():
+        return np.zeros(m.shape, np.float32)
+    low, high = m.min(), m.max()
+    if low == high:
+        return np.zeros(m.shape, np.float32)
+    return _kernels().shift_scale(m, low, np.float32(high - low))
 
 
 def resize_map(scoremap: np.ndarray, height: int, width: int, interpolation: int) -> np.ndarray:
@@ -38,7 +48,8 @@ def resize_original(scoremap: np.ndarray, height: int, width: int) -> np.ndarray
 
 
 def to_uint8(normalized: np.ndarray) -> np.ndarray:
-    return (normalized * 255).astype(np.uint8)
+    """``(map * 255).astype(np.uint8)`` of a normalised map."""
+    return _kernels().to_uint8(np.ascontiguousarray(normalized, dtype=np.float32))
 
 
 def resize_mask(mask: np.ndarray, height: int, width: int) -> np.ndarray:

@@ -132,6 +132,37 @@ def test_pxap_histograms_count_as_np_histogram_does():
             assert np.array_equal(neg, np.histogram(x[mask == 0], bins=edges)[0])
 
 
+def test_normalised_and_uint8_maps_equal_wsolevaluations_numpy_lines_bit_for_bit():
+    from wsolbench.protocols.scoremaps import normalize_minmax, to_uint8
+
+    def numpy_lines(scoremap):  # wsolevaluation's normalize_scoremap, then (map * 255).astype(uint8)
+        m = np.array(scoremap, dtype=np.float32)
+        if np.isnan(m).any() or m.min() == m.max():
+            m = np.zeros_like(m)
+        else:
+            m -= m.min()
+            m /= m.max()
+        return m, (m * 255).astype(np.uint8)
+
+    rng = np.random.default_rng(3)
+    for k in range(300):
+        h, w = (int(v) for v in rng.integers(1, 40, 2))
+        x = rng.standard_normal((h, w)) * rng.choice([1e-6, 1.0, 1e6, 1e30])
+        x = x.astype(np.float32 if k % 2 else np.float64)
+        if k % 5 == 1:
+            x[:] = x[0, 0]  # constant
+        if k % 5 == 2:
+            x[h // 2, w // 2] = np.nan
+        if k % 5 == 3:
+            x = np.round(x * 4) / 4  # ties
+        if k % 5 == 4:
+            x = x[:, ::2]  # not contiguous
+        expected, expected_u8 = numpy_lines(x)
+        got = normalize_minmax(x)
+        assert got.dtype == np.float32 and np.array_equal(got, expected)
+        assert np.array_equal(to_uint8(got), expected_u8)
+
+
 def test_wsoleval_rescales_boxes_to_224_by_truncation():
     proto = PROTOCOLS.build("wsoleval")
     gt = proto.check_boxes(np.array([[10, 20, 299, 199]]), 200, 300, 0)
