@@ -43,36 +43,45 @@ def _band_of(values):
 
 
 @njit(cache=True)
-def _sort_by_band(f, pixels, band_of, n_levels):
-    """``pixels`` sorted by band (counting sort, stable): (order, start), ``start[L]`` ending the bands."""
+def _value_slots(histogram, band_of, n_levels):
+    """A counting sort's slots from the pixels' value histogram: (start of each band, ``start[L]`` ending
+    them; where the first pixel of each value goes: bands in order, values highest first within a band)."""
     counts = np.zeros(n_levels + 2, np.int64)
-    for k in range(pixels.shape[0]):
-        counts[band_of[f[pixels[k]]] + 1] += 1
+    for v in range(256):
+        counts[band_of[v] + 1] += histogram[v]
     for k in range(n_levels + 1):
         counts[k + 1] += counts[k]
-    start = counts.copy()
-    order = np.empty(pixels.shape[0], np.int32)
-    for k in range(pixels.shape[0]):
-        p = pixels[k]
-        b = band_of[f[p]]
-        order[counts[b]] = p
-        counts[b] += 1
-    return order, start[: n_levels + 1]
+    start = counts[: n_levels + 1].copy()
+    next_of = np.empty(256, np.int64)
+    for v in range(255, -1, -1):
+        next_of[v] = counts[band_of[v]]
+        counts[band_of[v]] += histogram[v]
+    return start, next_of
 
 
 @njit(cache=True)
 def level_order(u8, values):
-    """Pixels sorted by level (counting sort, raster order within a level): ``order[start[i]:start[i + 1]]``
+    """Pixels sorted by level (counting sort by value; within a level highest value first, each value in raster
+    order: the tree reads a level only once all its pixels are in): ``order[start[i]:start[i + 1]]``
     are the pixels whose highest level is ``values[i]`` (``values`` descending: foreground ``u8 >= v``);
     ``start[L]`` ends the pixels of the levels, the rest (below every level) follow."""
     f = u8.ravel()
-    return _sort_by_band(f, np.arange(f.shape[0], dtype=np.int32), _band_of(values), values.shape[0])
+    histogram = np.zeros(256, np.int64)
+    for p in range(f.shape[0]):
+        histogram[f[p]] += 1
+    start, next_of = _value_slots(histogram, _band_of(values), values.shape[0])
+    order = np.empty(f.shape[0], np.int32)
+    for p in range(f.shape[0]):
+        v = f[p]
+        order[next_of[v]] = p
+        next_of[v] += 1
+    return order, start
 
 
 @njit(cache=True)
 def subset_order(u8, values, marked, count):
     """``level_order`` of the ``count`` pixels set in ``marked`` (flat 0/1; its length a multiple of 8, the
-    padding 0, so that empty stretches are skipped 8 at a time)."""
+    padding 0, so that empty stretches are skipped 8 at a time), in the same order."""
     f = u8.ravel()
     words = marked.view(np.uint64)
     pixels = np.empty(count, np.int32)
@@ -83,7 +92,16 @@ def subset_order(u8, values, marked, count):
                 if marked[p] != 0:
                     pixels[k] = p
                     k += 1
-    return _sort_by_band(f, pixels[:k], _band_of(values), values.shape[0])
+    histogram = np.zeros(256, np.int64)
+    for j in range(k):
+        histogram[f[pixels[j]]] += 1
+    start, next_of = _value_slots(histogram, _band_of(values), values.shape[0])
+    order = np.empty(k, np.int32)
+    for j in range(k):
+        v = f[pixels[j]]
+        order[next_of[v]] = pixels[j]
+        next_of[v] += 1
+    return order, start
 
 
 # A 2x2 window gains pixel p: by (opposite pixel set, the two others next to p set) = index opp * 4 + a * 2 + b,
@@ -131,6 +149,14 @@ _DY = np.array([dy for dy, _ in _RING], np.int64)
 _DX = np.array([dx for _, dx in _RING], np.int64)
 _ARCS8, _N_ARCS8 = _arc_table(True)
 _ARCS4, _N_ARCS4 = _arc_table(False)
+
+
+@njit(cache=True)
+def _row_of(p, row_scale):
+    """``p // w`` for a pixel index p >= 0, ``row_scale`` = 1 / w: (p + 0.5) / w lies 0.5 / w inside its row's
+    interval, far beyond the float64 product's error for any map that fits in memory, and a float product
+    costs a few cycles where a 64-bit division costs tens."""
+    return np.int64((p + 0.5) * row_scale)
 
 
 @njit(cache=True)
@@ -185,10 +211,11 @@ def foreground_tree(u8, order, start, largest, tie_order):
     k_out = 0
     out_boxes, out_level = np.empty((4 * n_levels + 64, 4), np.int64), np.empty(4 * n_levels + 64, np.int64)
     need_search = np.zeros(n_levels, np.bool_)
+    row_scale = 1.0 / w  # y = p // w without an integer division (exact: see _row_of)
     for lev in range(n_levels):
         for k in range(start[lev], start[lev + 1]):
             p = order[k]
-            y = p // w
+            y = _row_of(p, row_scale)
             x = p - y * w
             i = (y + 1) * pw + x + 1
             nw, nn, ne = np.int64(added[i - pw - 1]), np.int64(added[i - pw]), np.int64(added[i - pw + 1])
@@ -312,6 +339,7 @@ def hole_boxes(u8, order, start, may_hole):
     n_live = 0
     k_out = 0
     out_boxes, out_level = np.empty((n_levels + 64, 4), np.int64), np.empty(n_levels + 64, np.int64)
+    row_scale = 1.0 / w
     # background at level i: the pixels below values[i]; levels are visited from the lowest up, the pixels
     # of the bands below level i (and below every level) joining before level i is read
     k = order.shape[0]
@@ -319,7 +347,7 @@ def hole_boxes(u8, order, start, may_hole):
         lo = start[lev + 1]
         for kk in range(lo, k):
             p = order[kk]
-            y = p // w
+            y = _row_of(p, row_scale)
             x = p - y * w
             i = (y + 1) * pw + x + 1
             if may_hole[p] == 0:  # outside whenever in the background: touching holes reach the border

@@ -62,23 +62,35 @@ def _running_max(a):
 
 
 @njit(cache=True)
-def gather_boxes(n_empty, boxes, counts, extra):
+def gather_boxes(n_empty, boxes, counts, extra_levels, extra_rows, searched):
     """One (K, 4) array of every level's boxes and the start of each level; the first ``n_empty`` levels get
     (0, 0, -1, -1); level i gets its ``counts[i]`` certified boxes first, or, where ``counts[i] < 0``
-    (searched), ``-counts[i] - 1`` rows left for the caller, then ``extra[i]`` more rows left for the caller."""
+    (searched: ``searched[i]``), ``-counts[i] - 1`` rows left for the caller, then its ``extra_rows`` (rows
+    whose ``extra_levels`` is i, in their order; none for a searched level)."""
     n = boxes.shape[0]
+    per_level = np.zeros(n, np.int64)
+    for r in range(extra_levels.shape[0]):
+        if not searched[extra_levels[r]]:
+            per_level[extra_levels[r]] += 1
     start = np.zeros(n_empty + n + 1, np.int64)
     for i in range(n_empty):
         start[i + 1] = start[i] + 1
     for i in range(n):
         c = counts[i] if counts[i] >= 0 else -counts[i] - 1
-        start[n_empty + i + 1] = start[n_empty + i] + c + extra[i]
+        start[n_empty + i + 1] = start[n_empty + i] + c + per_level[i]
     out = np.empty((start[-1], 4), np.int64)
     for i in range(n_empty):
         out[i, 0], out[i, 1], out[i, 2], out[i, 3] = 0, 0, -1, -1
+    fill = np.empty(n, np.int64)  # the next row of each level's extra rows
     for i in range(n):
         for k in range(counts[i]):
             out[start[n_empty + i] + k] = boxes[i, k]
+        fill[i] = start[n_empty + i] + (counts[i] if counts[i] >= 0 else -counts[i] - 1)
+    for r in range(extra_levels.shape[0]):
+        i = extra_levels[r]
+        if not searched[i]:
+            out[fill[i]] = extra_rows[r]
+            fill[i] += 1
     return out, start
 
 

@@ -428,20 +428,13 @@ def _assemble(searched: dict[int, np.ndarray], boxes: np.ndarray, counts: np.nda
     """All levels' boxes in one array: NO_REGION for the ``n_empty`` first, then each level's certified or
     searched boxes, then its ``extra`` (levels, boxes) rows (the component tree's, or the holes beside the
     certified scan; a searched level keeps its search alone)."""
+    is_searched = np.zeros(len(counts), np.bool_)
     for i, found in searched.items():
         counts[i] = -len(found) - 1
+        is_searched[i] = True
     extra_levels, extra_boxes = extra if extra is not None else (np.zeros(0, np.int64), np.zeros((0, 4), np.int64))
-    if searched and len(extra_levels):
-        keep = ~np.isin(extra_levels, np.fromiter(searched, np.int64))
-        extra_levels, extra_boxes = extra_levels[keep], extra_boxes[keep]
-    per_level = np.bincount(extra_levels, minlength=len(counts))
-    out, start = _compiled().gather_boxes(n_empty, boxes, counts, per_level)
+    out, start = _compiled().gather_boxes(n_empty, boxes, counts, np.ascontiguousarray(extra_levels, np.int64),
+                                          np.ascontiguousarray(extra_boxes, np.int64).reshape(-1, 4), is_searched)
     for i, found in searched.items():
         out[start[n_empty + i] : start[n_empty + i] + len(found)] = found
-    if len(extra_levels):
-        order = np.argsort(extra_levels, kind="stable")
-        sorted_levels = extra_levels[order]
-        rank = np.arange(len(order)) - np.searchsorted(sorted_levels, sorted_levels)  # within its level
-        before = np.where(counts >= 0, counts, -counts - 1)[sorted_levels]  # the level's own rows come first
-        out[start[n_empty + sorted_levels] + before + rank] = extra_boxes[order]
     return LevelBoxes(out, start, level_of)

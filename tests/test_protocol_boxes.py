@@ -375,3 +375,13 @@ def test_largest_rule_counts_a_rival_ring_by_its_outer_contour():
         u8[46, 46] = 180
         assert boxes_at(u8, 0.3, multi=False) == [(46, 46, 59, 59)]
         _same_as_reference(u8, np.arange(0, 1, 0.02), multi=False)
+
+
+def test_row_of_a_pixel_index_without_integer_division():
+    from wsolbench.protocols._component_tree import _row_of
+
+    rng = np.random.default_rng(8)
+    for w in [1, 2, 3, 7, 224, 500, 4099, 65536, 99991] + rng.integers(1, 100000, 20).tolist():
+        rows = rng.integers(0, 100_000_000 // w + 1, 50)
+        for p in np.concatenate([rows * w, rows * w + w - 1, rows * w + rng.integers(0, w, 50)]).tolist():
+            assert _row_of(p, 1.0 / w) == p // w
