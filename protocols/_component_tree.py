@@ -15,7 +15,8 @@ live components are the holes, and a hole border's box is the hole's box grown b
 The largest-region rule takes the outer contour of largest area: the component with the largest ``own2``
 wins when no other can reach it (a hole-free rival's area is exact; a rival with holes is bounded by its
 box, (w - 1)(h - 1)); a level where that is not certain (equal areas, a rival with holes) is left to the
-caller's contour search (``need_search``).
+caller's contour search (``need_search``), or, where those would be many, the tree is run again on the map
+with its holes filled (``fill_holes``), where every component is hole-free and its area exact.
 
 Cost: O(pixels) with a small constant (about 20-40 ns a pixel for the foreground pass), whatever the number
 of levels: the per-level contour search it replaces costs about 0.5 ns a pixel per level.
@@ -40,6 +41,43 @@ def _band_of(values):
             lvl += 1
         band_of[v] = lvl
     return band_of
+
+
+@njit(cache=True)
+def fill_holes(value, state, holes, pw):
+    """The map with every level's holes filled, in place in ``value``: ``E(p)`` = the least, over 4-connected
+    paths from p to the image border, of the highest value on the path. The foreground ``u8 >= v`` with its
+    holes (4-connected background not reaching the border) is ``E >= v``, so each of its components is an
+    outer contour's region, hole-free, and its window count is twice that contour's area.
+
+    ``value``: the map padded by one pixel (uint8, flat, rows of ``pw`` = w + 2); ``state`` the same frame:
+    0 where the pixel may lie in a hole, 2 where a straight row or column path reaches the border through
+    values no higher than its own (there ``E`` is its value), 1 on the pad; ``holes``: the indices of the 0
+    pixels. Those are flooded from the final pixels next to them, lowest first (a bucket queue: keys never
+    fall), ``E(q) = max(value(q), E(p))`` from the pixel p that reaches them first. Cost ~ ``len(holes)``
+    (about 10-17 ns each: the queue's pops wait on memory)."""
+    head = np.full(256, -1, np.int32)
+    nxt = np.empty(value.shape[0], np.int32)
+    steps = (-pw, pw, -1, 1)
+    for q in holes:  # the seeds: final pixels next to one that may lie in a hole
+        for d in steps:
+            p = q + d
+            if state[p] == 2:
+                state[p] = 1
+                nxt[p] = head[value[p]]
+                head[value[p]] = p
+    for key in range(256):
+        while head[key] >= 0:
+            p = head[key]
+            head[key] = nxt[p]
+            for d in steps:
+                q = p + d
+                if state[q] == 0:
+                    state[q] = 1
+                    e = max(value[q], np.uint8(key))
+                    value[q] = e
+                    nxt[q] = head[e]
+                    head[e] = q
 
 
 @njit(cache=True)

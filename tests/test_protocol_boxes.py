@@ -385,3 +385,34 @@ def test_row_of_a_pixel_index_without_integer_division():
         rows = rng.integers(0, 100_000_000 // w + 1, 50)
         for p in np.concatenate([rows * w, rows * w + w - 1, rows * w + rng.integers(0, w, 50)]).tolist():
             assert _row_of(p, 1.0 / w) == p // w
+
+
+def test_tree_on_the_filled_map_gives_the_largest_rule_without_searches():
+    # the largest rule from the tree on the map with its holes filled: the reference's box at every level,
+    # with no level left to a contour search (OpenCV's tie order is probed), on noisy maps full of holes
+    from wsolbench.protocols.level_boxes import filled, threshold_cuts, tree_rows
+
+    rng = np.random.default_rng(9)
+    left_by_plain_tree = 0
+    for u8 in _random_maps(rng, 45) + [_rings(rng) for _ in range(5)]:
+        thresholds = np.arange(0, 1, 0.01)
+        values = np.unique(threshold_cuts(u8, thresholds))[::-1] + 1
+        values = values[values <= u8.max()]
+        e = filled(u8)
+        assert (e >= u8).all()
+        levels, rows, to_search = tree_rows(u8, values, False, fill=True)
+        assert to_search == []
+        assert sorted(levels.tolist()) == list(range(len(values)))
+        for lev, box in zip(levels.tolist(), rows.tolist()):
+            ref = reference_boxes(u8, [(values[lev] - 1) / float(u8.max()) + 1e-9], False)[0]
+            assert [tuple(box)] == [tuple(b) for b in ref.tolist()], lev
+        left_by_plain_tree += len(tree_rows(u8, values, False)[2])
+    assert left_by_plain_tree > 0  # the maps do hold levels the plain tree cannot settle
+
+
+def _rings(rng):
+    """Nested square rings of random values: holes inside holes at many levels."""
+    u8 = np.zeros((int(rng.integers(20, 60)), int(rng.integers(20, 60))), np.uint8)
+    for k in range(min(u8.shape) // 4):
+        u8[2 * k : u8.shape[0] - 2 * k, 2 * k : u8.shape[1] - 2 * k] = rng.integers(0, 256)
+    return u8
