@@ -21,35 +21,6 @@ _U1 = uint64(1)
 
 
 @njit(cache=True)
-def column_climb(u8, keep):
-    """``keep`` = 1 unless a straight column run of the pixel's own value reaches, up or down, a higher pixel
-    (then its flat zone has a higher neighbour: no maximum); on the transposed map it tests the rows. Two
-    vectorised passes."""
-    h, w = u8.shape
-    W = uint64(w)
-    f, k = u8.ravel(), keep.ravel()
-    below = np.empty(h * w, np.uint8)  # the first different value below each pixel (0 past the border)
-    last = uint64(h - 1) * W
-    for i in range(last, last + W):
-        below[i] = 0
-    for y in range(h - 2, -1, -1):
-        base = uint64(y) * W
-        for i in range(base, base + W):
-            n = f[i + W]
-            below[i] = below[i + W] if n == f[i] else n
-    above = np.zeros(w, np.uint8)  # the same from the top, carried down
-    for y in range(h):
-        base = uint64(y) * W
-        if y > 0:
-            for x in range(W):
-                a, v = f[base - W + x], f[base + x]
-                above[x] = above[x] if a == v else a
-        for x in range(W):
-            v = f[base + x]
-            k[base + x] = (above[x] <= v) & (below[base + x] <= v)
-
-
-@njit(cache=True)
 def column_escape(u8, out):
     """``out`` = the smaller of the maxima from each pixel straight up and straight down to the border (the
     level from which its background runs to the border along the column); on the transposed map it gives
@@ -95,13 +66,15 @@ def mark_candidates(u8, keep, use_keep, maxima, cand, seed, rows, others):
     """The extremum candidates of ``u8``, in padded frames ``cand`` and ``seed`` (C-contiguous (h + 2) x W8
     uint8, W8 >= w + 2 a multiple of 8, pixel (y, x) at (y + 1, x + 1), 0 around).
 
-    ``cand`` 1 where the pixel is an extremum of its neighbourhood (maxima: > 0 and the max of its 3x3 block;
-    minima: the min of itself and its 4-neighbours) and ``keep`` (if ``use_keep``) is not 0; ``seed`` 1 where
+    ``cand`` 1 where the pixel is an extremum of its neighbourhood (maxima: > 0 and the max of its 3x3 block,
+    its column run of its value reaching no higher pixel; minima: the min of itself and its 4-neighbours) and
+    ``keep`` (if ``use_keep``) is not 0; ``seed`` 1 where
     such a pixel has a neighbour of its own value that is no candidate (8-neighbours for maxima, 4 for
     minima): its flat zone then has a neighbour beyond, so it is no extremum. As no neighbour of a candidate
     is higher (lower), that is where the max (min) of the non-candidates' values around it is its own value.
     ``seed`` is written in rows with candidates only (``flat_zones`` reads it at candidates only).
-    Scratch: ``rows``, ``others`` (h x w uint8). Four vectorised passes (flat arrays, unsigned indices)."""
+    Scratch: ``rows``, ``others`` (h x w uint8). Vectorised passes (flat arrays, unsigned indices): the column
+    climb's bottom-up one (maxima), then one over every row and two over the rows with candidates."""
     h, w = u8.shape
     H, W, W8 = uint64(h), uint64(w), uint64(cand.shape[1])
     f, c, s, r, o, kp = u8.ravel(), cand.ravel(), seed.ravel(), rows.ravel(), others.ravel(), keep.ravel()
@@ -114,7 +87,21 @@ def mark_candidates(u8, keep, use_keep, maxima, cand, seed, rows, others):
         for j in range(row + W + _U1, row + W8):
             c[j] = 0
     if maxima:
-        _row_max3(f, r, h, w, uint64(0))
+        # the column climb: a pixel whose straight column run of its own value reaches a higher pixel is in
+        # a zone with a higher neighbour; ``below``: the first other value below each pixel (0 past the
+        # border), ``above`` the same from the top, carried down the rows. On smooth maps this drops most
+        # terrace pixels, and with them most of the row runs that ``flat_zones`` costs by.
+        below = np.empty(h * w, np.uint8)
+        end = (H - _U1) * W
+        for i in range(end, end + W):
+            below[i] = 0
+        for y in range(h - 2, -1, -1):
+            b = uint64(y) * W
+            for i in range(b, b + W):
+                n = f[i + W]
+                below[i] = below[i + W] if n == f[i] else n
+        above = np.zeros(w, np.uint8)
+        _row_max3(f, r, uint64(1), w, uint64(0))
     other = np.uint8(0) if maxima else np.uint8(255)  # a candidate's value in ``others``: never the answer
     has = np.zeros(h + 2, np.bool_)  # rows with candidates (row y at y + 1): only they need seeds
     for y in range(H):
@@ -123,10 +110,18 @@ def mark_candidates(u8, keep, use_keep, maxima, cand, seed, rows, others):
         down = b + W if y + _U1 < H else b
         out = (y + _U1) * W8 + _U1
         any_on = False
+        if maxima:
+            if y + _U1 < H:  # row maxima one row ahead
+                _row_max3(f, r, uint64(1), w, down)
+            if y > 0:
+                for x in range(W):
+                    a, v = f[up + x], f[b + x]
+                    above[x] = above[x] if a == v else a
         for x in range(W):
             v = f[b + x]
             if maxima:
                 on = (max(max(r[up + x], r[b + x]), r[down + x]) == v) & (v > 0)
+                on = on & (above[x] <= v) & (below[b + x] <= v)
             else:
                 left = f[b + x - _U1] if x > 0 else v
                 right = f[b + x + _U1] if x + _U1 < W else v

@@ -122,13 +122,7 @@ def _extremum_zones(u8: np.ndarray, keep: np.ndarray | None, maxima: bool) -> np
 def regional_maxima(u8: np.ndarray) -> np.ndarray:
     """(K, 3) rows (value, y, x): one pixel of every regional maximum (8-connected flat zone > 0 with no
     higher neighbour), highest first."""
-    u8 = np.ascontiguousarray(u8, dtype=np.uint8)
-    # candidates whose straight column run of their own value reaches a higher pixel are dropped: on smooth
-    # maps most terraces go, and with them most of the row runs that the zones pass costs by (the same test
-    # along rows, on the transpose, saves less than its passes cost)
-    columns = _reused("climb", u8.shape, np.uint8)
-    _extrema().column_climb(u8, columns)
-    return _extremum_zones(u8, columns, True)
+    return _extremum_zones(np.ascontiguousarray(u8, dtype=np.uint8), None, True)
 
 
 def straight_escape(u8: np.ndarray, turned: np.ndarray | None = None) -> np.ndarray:
