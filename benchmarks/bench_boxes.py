@@ -94,7 +94,7 @@ def main(n_maps: int = 12, score_files: tuple[str, ...] = ()) -> None:
     for multi in (False, True):
         for mode in MODES:
             threshold_boxes(sets["cam-like 7x7"][0], np.arange(0, 1, 0.01), multi, mode=mode)
-    print(f"import {IMPORT_SECONDS:.2f} s, first calls {time.perf_counter() - start:.2f} s (numba import and cache load; a fresh environment compiles, ~25 s)")
+    print(f"import {IMPORT_SECONDS:.2f} s, first calls {time.perf_counter() - start:.2f} s (numba import and cache load; a fresh environment compiles, ~30 s)")
     print(f"{'maps':14s} {'thresholds':>10s} {'rule':>8s} {'reference':>10s} " + " ".join(f"{m:>9s}" for m in MODES)
           + f" {'ratio':>7s}   (maps/s; ratio: auto / reference)")
     for name, maps in sets.items():

@@ -10,7 +10,7 @@
 - ``scan_levels``: boxes level after level while they can be certified without a contour search;
 - ``gather_boxes``: every level's boxes in one array.
 The regional extrema it starts from are in ``_extrema.py``, the component tree for noisy maps in
-``_component_tree.py``. Compiled on the first call in a fresh environment (about 25 s for the three box-search files)
+``_component_tree.py``. Compiled on the first call in a fresh environment (about 30 s for the three box-search files)
 and cached next to the files (``cache=True``).
 
 numba (LLVM) vectorises a loop only over flat (1-D) arrays with unsigned indices (a signed index gets a
