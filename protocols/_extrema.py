@@ -68,10 +68,10 @@ def mark_candidates(u8, keep, use_keep, maxima, cand, seed, rows, others):
 
     ``cand`` 1 where the pixel is an extremum of its neighbourhood (maxima: > 0 and the max of its 3x3 block,
     its column run of its value reaching no higher pixel; minima: the min of itself and its 4-neighbours) and
-    ``keep`` (if ``use_keep``) is not 0; ``seed`` 1 where
-    such a pixel has a neighbour of its own value that is no candidate (8-neighbours for maxima, 4 for
-    minima): its flat zone then has a neighbour beyond, so it is no extremum. As no neighbour of a candidate
-    is higher (lower), that is where the max (min) of the non-candidates' values around it is its own value.
+    ``keep`` (if ``use_keep``) is not 0; ``seed`` 1 where such a pixel has a neighbour of its own value that
+    is no candidate (8-neighbours for maxima, 4 for minima): its flat zone then has a neighbour beyond, so it
+    is no extremum. As no neighbour of a candidate is higher (lower), that is where the max (min) of the
+    non-candidates' values around it is its own value.
     ``seed`` is written in rows with candidates only (``flat_zones`` reads it at candidates only).
     Scratch: ``rows``, ``others`` (h x w uint8). Vectorised passes (flat arrays, unsigned indices): the column
     climb's bottom-up one (maxima), then one over every row and two over the rows with candidates."""
