@@ -136,12 +136,18 @@ def straight_escape(u8: np.ndarray, turned: np.ndarray | None = None) -> np.ndar
     return cv2.min(columns, cv2.transpose(rows))
 
 
+def may_hole(u8: np.ndarray, turned: np.ndarray | None = None) -> np.ndarray:
+    """255 where a pixel may lie in a hole at some level (no straight row or column path to the border
+    through values no higher than its own: ``straight_escape`` above its value), else 0."""
+    return cv2.compare(straight_escape(u8, turned), u8, cv2.CMP_GT)
+
+
 def interior_minima(u8: np.ndarray, turned: np.ndarray | None = None) -> np.ndarray:
     """(K, 3) rows (value, y, x): one pixel of every regional minimum (4-connected flat zone with no lower
     4-neighbour) not touching the image border that could lie in a hole, lowest first (a superset of those:
     the hole-free certificate only needs every hole's lowest zone to be listed)."""
     u8 = np.ascontiguousarray(u8, dtype=np.uint8)
-    return _extremum_zones(u8, cv2.compare(straight_escape(u8, turned), u8, cv2.CMP_GT), False)
+    return _extremum_zones(u8, may_hole(u8, turned), False)
 
 
 _scratch = threading.local()
@@ -231,17 +237,17 @@ def hole_rows(u8: np.ndarray, values: np.ndarray, cap: int = 256, first: int = 0
     ``cap``: no level above it holds a hole, so pixels from ``cap`` up are left out."""
     tree = _tree()
     h, w = u8.shape
-    may_hole = cv2.compare(straight_escape(u8, turned), u8, cv2.CMP_GT)  # 255 where it may
+    holes_may = may_hole(u8, turned)
     if cap < 256:
-        cv2.bitwise_and(may_hole, cv2.compare(u8, cap, cv2.CMP_LT), dst=may_hole)
-    if not cv2.countNonZero(may_hole):
-        return np.zeros(0, np.int64), np.zeros((0, 4), np.int64)
-    near = cv2.dilate(may_hole, _CROSS)
+        cv2.bitwise_and(holes_may, cv2.compare(u8, cap, cv2.CMP_LT), dst=holes_may)
+    if not cv2.countNonZero(holes_may):
+        return _no_rows()
+    near = cv2.dilate(holes_may, _CROSS)
     marked = _reused("hole_marked", ((h * w + 7) // 8 * 8,), np.uint8)
     marked[h * w :] = 0
     cv2.min(near, 1, dst=marked[: h * w].reshape(h, w))
     order, start = tree.subset_order(u8, values, marked, cv2.countNonZero(near))
-    holes, levels = tree.hole_boxes(u8, order, start, (may_hole.reshape(-1) > 0).view(np.uint8))
+    holes, levels = tree.hole_boxes(u8, order, start, (holes_may.reshape(-1) > 0).view(np.uint8))
     keep = (levels >= first) & (values[levels] <= cap)
     return levels[keep], holes[keep]
 
@@ -250,12 +256,12 @@ def filled(u8: np.ndarray) -> np.ndarray:
     """The map with every level's holes filled (``_component_tree.fill_holes``): where ``u8 >= v`` has a
     hole, the hole is ``>= v`` too. Only the pixels that may lie in a hole are flooded."""
     w = u8.shape[1]
-    final = cv2.compare(straight_escape(u8), u8, cv2.CMP_LE)  # 255: a straight path out, no higher than it
-    state = cv2.copyMakeBorder(final, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=1)
-    holes = np.flatnonzero(state == 0)
+    state = cv2.copyMakeBorder(may_hole(u8), 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=1)
+    holes = np.flatnonzero(state == 255)
     if not len(holes):
         return u8
-    state = np.where(state == 255, np.uint8(2), state)  # 0 may lie in a hole, 2 final, 1 the pad
+    state = np.select([state == 255, state == 0], [np.uint8(0), np.uint8(2)], state)  # 0 may lie in a hole,
+    # 2 final (its value is its filled value), 1 the pad
     value = cv2.copyMakeBorder(u8, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
     _tree().fill_holes(value.reshape(-1), state.reshape(-1), holes, w + 2)
     return value[1:-1, 1:-1].copy()
@@ -334,7 +340,6 @@ def threshold_boxes(u8: np.ndarray, thresholds: np.ndarray, multi_contour: bool,
     if mode == "tree":
         return _from_tree(u8, values, extents, multi_contour, 0, {}, *none, n_empty, level_of)
 
-    turned = cv2.transpose(u8)
     maxima = regional_maxima(u8)
     if mode == "auto" and len(maxima) > MAX_MAXIMA:  # a noisy map: most levels would need a search
         return _search_or_tree(u8, values, extents, multi_contour, 0, {}, *none, n_empty, level_of, None)
@@ -344,6 +349,9 @@ def threshold_boxes(u8: np.ndarray, thresholds: np.ndarray, multi_contour: bool,
             len(values) * SCAN_SECONDS_PER_PIXEL_LEVEL > TREE_SECONDS_PER_PIXEL[multi_contour]:
         return _from_tree(u8, values, extents, multi_contour, 0, {}, *none, n_empty, level_of)
 
+    # the transpose serves the cells' block maxima (several maxima) and the straight escapes (minima, holes):
+    # a one-maximum map under the largest rule needs neither
+    turned = cv2.transpose(u8) if len(maxima) > 1 or multi_contour else np.zeros((0, 0), np.uint8)
     boxes = _reused("boxes", (max(256, len(values)), MAX_CELLS, 4), np.int64)[: len(values)]
     counts = np.zeros(len(values), np.int64)
     group = np.arange(len(maxima), dtype=np.int64)
@@ -371,6 +379,7 @@ def threshold_boxes(u8: np.ndarray, thresholds: np.ndarray, multi_contour: bool,
                                 cell_of_max, need)
         if i == len(values):
             break
+        turned = turned if turned.size or need[0] not in (1, 3) else cv2.transpose(u8)  # (made above when likely)
         if need[0] == 1:
             blocks, turned_blocks = block_maxima(u8, turned)
             need[0] = 0
@@ -441,10 +450,15 @@ def _from_tree(u8, values, extents, multi_contour, first, searched, boxes, count
                      (np.concatenate([before_levels, levels]), np.concatenate([before_rows, rows])))
 
 
+def _no_rows() -> tuple[np.ndarray, np.ndarray]:
+    """No (levels, boxes) rows."""
+    return np.zeros(0, np.int64), np.zeros((0, 4), np.int64)
+
+
 def _before(rows: tuple[np.ndarray, np.ndarray] | None, first: int) -> tuple[np.ndarray, np.ndarray]:
     """The (levels, boxes) rows of levels before ``first`` (none when ``rows`` is None)."""
     if rows is None:
-        return np.zeros(0, np.int64), np.zeros((0, 4), np.int64)
+        return _no_rows()
     keep = rows[0] < first
     return rows[0][keep], rows[1][keep]
 
@@ -458,7 +472,7 @@ def _assemble(searched: dict[int, np.ndarray], boxes: np.ndarray, counts: np.nda
     for i, found in searched.items():
         counts[i] = -len(found) - 1
         is_searched[i] = True
-    extra_levels, extra_boxes = extra if extra is not None else (np.zeros(0, np.int64), np.zeros((0, 4), np.int64))
+    extra_levels, extra_boxes = extra if extra is not None else _no_rows()
     out, start = _compiled().gather_boxes(n_empty, boxes, counts, np.ascontiguousarray(extra_levels, np.int64),
                                           np.ascontiguousarray(extra_boxes, np.int64).reshape(-1, 4), is_searched)
     for i, found in searched.items():
