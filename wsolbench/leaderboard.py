@@ -57,6 +57,7 @@ def collect_runs(runs_dir: Path) -> tuple[pd.DataFrame, list[str]]:
         primary = _read_metrics(run_dir / R.METRICS, run_id, problems)
         if primary is None:
             continue
+        config = {**config, "method": canonical_method(config["method"])}  # an old run under an alias: one row
         identity = {k: v for k, v in config.items() if k not in ("seed", "run_id", "out", "num_workers")}
         config_id = hashlib.sha1(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:8]
         all_metrics = [primary]
@@ -79,6 +80,16 @@ def collect_runs(runs_dir: Path) -> tuple[pd.DataFrame, list[str]]:
     df = pd.DataFrame(rows, columns=TIDY_COLUMNS)
     return df.sort_values(["dataset", "protocol", "method", "backbone", "config", "seed"], kind="stable",
                           ignore_index=True), problems
+
+
+def canonical_method(name: str) -> str:
+    """A method alias (``acol``) as its registered name (``acol-simplified``); an unknown name as it is."""
+    from wsolbench.registry import METHODS, RegistryError
+
+    try:
+        return METHODS.canonical(name)
+    except RegistryError:  # e.g. a plugin method whose plugin is not loaded now
+        return name
 
 
 def reported_table() -> pd.DataFrame:

@@ -12,7 +12,7 @@ from rich.console import Console
 from wsolbench.cli import PluginOption, app, load_plugins
 
 # The main job: every seed method and the trivial baselines, a small backbone, the synthetic set.
-MAIN_JOB_METHODS = ["center-box", "full-image", "cam", "acol", "i2c-sc", "i2c", "i2c-bpgc"]
+MAIN_JOB_METHODS = ["center-box", "full-image", "cam", "acol-simplified", "i2c-sc", "i2c", "i2c-bpgc"]
 
 
 def _opt(help_text: str, *names: str):
@@ -65,6 +65,7 @@ def run_command(
             _print_metrics(console, resume)
             return
         main_job = not (method or backbone or dataset)
+        method = canonical_methods(method)  # an alias (acol) names the same run as its entry (acol-simplified)
         given = dict(data_root=str(data_root) if data_root else None, epochs=epochs, batch_size=batch_size, lr=lr,
                      protocol=protocol, threshold_policy=policy, input_size=input_size, pretrained=pretrained,
                      output_stride=output_stride)
@@ -95,6 +96,13 @@ def run_command(
                 console.print(p.read_text(), soft_wrap=True, markup=False, highlight=False)
     if any(r.status == "failed" for r in results):
         raise typer.Exit(1)
+
+
+def canonical_methods(names: Optional[list[str]]) -> Optional[list[str]]:
+    """Aliases resolved, duplicates dropped (``-m acol -m acol-simplified`` is one method)."""
+    from wsolbench.registry import METHODS
+
+    return list(dict.fromkeys(METHODS.canonical(n) for n in names)) if names else names
 
 
 def _print_summary(console, results) -> None:
