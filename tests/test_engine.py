@@ -39,7 +39,7 @@ def test_every_method_trains_logs_and_evaluates(synth, tmp_path):
 
     load_builtin()
     methods = METHODS.names()
-    assert {"cam", "acol", "i2c-sc", "i2c", "i2c-bpgc", "center-box", "full-image"} <= set(methods)
+    assert {"cam", "acol-simplified", "i2c-sc", "i2c", "i2c-bpgc", "center-box", "full-image"} <= set(methods)
     for name in methods:
         extra = {"loss_start_epoch": 0} if name.startswith("i2c") else {}
         cfg = tiny(synth, tmp_path, name)
