@@ -24,6 +24,7 @@ from wsolbench.engine.batches import RandomBatchSampler, SeededSamples
 from wsolbench.engine.evaluate import autocast, evaluate_split
 from wsolbench.engine.runconfig import RunConfig, coerce_settings
 from wsolbench.errors import WsolbenchError
+from wsolbench.stats import write_run_records
 
 
 class Interrupted(Exception):
@@ -384,6 +385,7 @@ def _train_and_evaluate(cfg: RunConfig, resume: Path | None, console, show_progr
                      skipped_bad_samples=setup.skipped)
         for protocol, metrics in zip(protocols[1:], results[1:]):
             write_json(run_dir / f"eval-{protocol.name}.json", {**metrics, **about})
+        write_run_records(run_dir, protocols, accs, setup.splits)  # per-image rows: the intervals (wsolbench.stats)
         write_json(run_dir / R.METRICS, {**results[0], **about})  # last: marks the run complete
     D.barrier()
     return run_dir
