@@ -7,7 +7,6 @@
   threshold does not;
 - per-image rows: merge concatenates in order; two gloo processes end with one process's rows, in split order.
 """
-import os
 import socket
 
 import numpy as np
@@ -154,7 +153,7 @@ def test_merge_concatenates_the_rows_in_order():
     assert merged["index"].tolist() == [0, 1, 2, 3, 4]
 
 
-def _rank(rank, world, port, proto_kwargs, batch, with_indices, out):
+def _rank(rank, world, port, batch, out):
     torch.set_num_threads(1)
     import torch.distributed as dist
 
@@ -163,13 +162,14 @@ def _rank(rank, world, port, proto_kwargs, batch, with_indices, out):
     load_builtin()
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
     try:
-        acc = PROTOCOLS.build(proto_kwargs["name"], interval=proto_kwargs["interval"]).accumulator()
-        mine = D.shard(len(batch["maps"]), D.DistInfo(rank, world))
+        mine = D.shard(len(batch["maps"]), D.DistInfo(rank, world))  # strided: rank r has r, r + 2, ...
         pick = {k: [v[i] for i in mine] if isinstance(v, list) else v[mine] for k, v in batch.items()}
-        acc.update(**pick, indices=np.array(mine) if with_indices else None)
-        acc.sync()
-        if rank == 0:
-            torch.save(acc.state_dict(), out)
+        for with_indices in (True, False):
+            acc = PROTOCOLS.build("cub", interval=0.1).accumulator()
+            acc.update(**pick, indices=np.array(mine) if with_indices else None)
+            acc.sync()
+            if rank == 0:
+                torch.save(acc.state_dict(), out / f"rank0-{with_indices}.pt")
     finally:
         dist.destroy_process_group()
 
@@ -180,16 +180,12 @@ def _free_port():
         return s.getsockname()[1]
 
 
-@pytest.mark.parametrize("with_indices", [True, False])
-def test_two_gloo_processes_end_with_one_process_rows_in_split_order(tmp_path, with_indices):
-    kwargs = {"name": "cub", "interval": 0.1}
+def test_two_gloo_processes_end_with_one_process_rows_in_split_order(tmp_path):
     batch = random_batch(np.random.default_rng(9), 7)
-    one = PROTOCOLS.build("cub", interval=0.1).accumulator()
-    one.update(**batch, indices=np.arange(7) if with_indices else None)
-    out = tmp_path / "rank0.pt"
-    mp.start_processes(_rank, args=(2, _free_port(), kwargs, batch, with_indices, out), nprocs=2, join=True,
-                       start_method="spawn")
-    synced = torch.load(out)
-    for key, value in one.state_dict().items():
-        if key != "img_index" or with_indices:
-            assert torch.equal(synced[key], value), key
+    mp.start_processes(_rank, args=(2, _free_port(), batch, tmp_path), nprocs=2, join=True, start_method="spawn")
+    for with_indices in (True, False):  # indices given (evaluate_split) or not (the shards' deal order)
+        one = PROTOCOLS.build("cub", interval=0.1).accumulator()
+        one.update(**batch, indices=np.arange(7) if with_indices else None)
+        synced = torch.load(tmp_path / f"rank0-{with_indices}.pt")
+        for key, value in one.state_dict().items():
+            assert torch.equal(synced[key], value), (key, with_indices)
