@@ -245,10 +245,15 @@ def test_torchrun_metrics_equal_single_process_eval_exactly(torchrun_run, tmp_pa
     run_dir = Path(shutil.copytree(torchrun_run[1], tmp_path / "run"))  # eval writes into the run folder
     distributed = {"cub": _numbers(run_dir / R.METRICS), "wsoleval": _numbers(run_dir / "eval-wsoleval.json")}
     for protocol, numbers in distributed.items():
+        with np.load(run_dir / f"per-image-{protocol}.npz") as z:  # the per-image rows gathered on rank 0
+            rows = {k: z[k] for k in z.files}
         name = reevaluate(run_dir, protocol=protocol, device="cpu")  # one process, the same checkpoint
         single = _numbers(run_dir / name)
         assert {"pxap", "curves", "threshold", "n_images", "protocol"} <= set(single)
         assert single == {k: numbers[k] for k in single}, protocol  # metrics.json adds the run's facts
+        with np.load(run_dir / f"per-image-{protocol}.npz") as z:  # the same rows, in split order
+            assert rows.keys() == set(z.files) and all(np.array_equal(rows[k], z[k]) for k in rows), protocol
+        assert len(rows["test_image_ids"]) == numbers["n_images"] and "" not in rows["test_image_ids"]
 
 
 def test_sharded_reevaluation_with_maps_equals_one_process(spawned):

@@ -73,7 +73,7 @@ def evaluate_split(method, dataset, samples, protocols, device, *, batch_size=32
             masks = [load_mask(s) for s in batch]
         for acc in accs:
             acc.update(maps, sizes, boxes, labels=labels if top is not None else None,
-                       top5=top, top5_maps=top_maps, masks=masks)
+                       top5=top, top5_maps=top_maps, masks=masks, indices=idx)
         if collect is not None:
             collect.append(dict(maps=maps, image_sizes=sizes, boxes=boxes, labels=labels,
                                 top5=top, top5_maps=top_maps, masks=masks, indices=idx))

@@ -12,6 +12,7 @@ from wsolbench.engine.evaluate import save_maps as write_maps_file
 from wsolbench.engine.runconfig import RunConfig
 from wsolbench.engine.train import build, load_checkpoint, resolve_device
 from wsolbench.errors import WsolbenchError
+from wsolbench.stats import write_run_records
 
 
 def load_weights(method, run_dir: Path, cfg: RunConfig) -> None:
@@ -54,6 +55,7 @@ def reevaluate(run_dir: Path, protocol: str | None = None, policy: str | None = 
                    seed=cfg.seed, commit=R.git_commit())
     name = f"eval-{setup.protocol.name}.json"
     if info.is_main:
+        write_run_records(run_dir, setup.protocol, accs, setup.splits)  # per-image rows (wsolbench.stats)
         write_json(run_dir / name, metrics)
     D.barrier()  # under torchrun every rank returns only once rank 0 has written the file
     return name

@@ -24,6 +24,7 @@ from wsolbench.engine.batches import RandomBatchSampler, SeededSamples
 from wsolbench.engine.evaluate import autocast, evaluate_split
 from wsolbench.engine.runconfig import RunConfig, coerce_settings
 from wsolbench.errors import WsolbenchError
+from wsolbench.stats import write_run_records
 
 
 class Interrupted(Exception):
@@ -263,8 +264,8 @@ def _train_and_evaluate(cfg: RunConfig, resume: Path | None, console, show_progr
     if run.optimizer is None and info.is_main:  # nothing to train (a baseline): its checkpoint for eval
         save_torch(run.run_dir / R.CHECKPOINT, _checkpoint(run.method, None, 0, 0, 0, run.run_id))
     t_eval = time.perf_counter()
-    protocols, results = _final_evaluation(run)
-    _finish_run(run, protocols, results, train_s=train_s, eval_s=time.perf_counter() - t_eval)
+    protocols, accs, results = _final_evaluation(run)
+    _finish_run(run, protocols, accs, results, train_s=train_s, eval_s=time.perf_counter() - t_eval)
     D.barrier()
     return run.run_dir
 
@@ -443,7 +444,7 @@ def _validate_and_checkpoint(run: Run, epoch: int, epoch_record: dict) -> None:
     run.epoch, run.batch = epoch + 1, 0
 
 
-def _final_evaluation(run: Run) -> tuple[list, list[dict]]:
+def _final_evaluation(run: Run) -> tuple[list, dict, list[dict]]:
     """Val and test under every protocol (the maps computed once); the test numbers at the policy's threshold."""
     setup = run.setup
     protocols = [setup.protocol, *setup.extra_protocols]
@@ -451,10 +452,10 @@ def _final_evaluation(run: Run) -> tuple[list, list[dict]]:
             for s in ("val", "test")}
     results = [p.summarize(accs["test"][i], accs["val"][i], policy=run.cfg.threshold_policy)
                for i, p in enumerate(protocols)]
-    return protocols, results
+    return protocols, accs, results
 
 
-def _finish_run(run: Run, protocols: list, results: list[dict], *, train_s: float, eval_s: float) -> None:
+def _finish_run(run: Run, protocols: list, accs: dict, results: list[dict], *, train_s: float, eval_s: float) -> None:
     """The end of a run (rank 0): times.json, eval-PROTOCOL.json per extra protocol, then metrics.json.
 
     metrics.json is written last: it marks the run complete. Files a run writes at its end go here,
@@ -473,6 +474,7 @@ def _finish_run(run: Run, protocols: list, results: list[dict], *, train_s: floa
                  skipped_bad_samples=setup.skipped)
     for protocol, metrics in zip(protocols[1:], results[1:]):
         write_json(run_dir / f"eval-{protocol.name}.json", {**metrics, **about})
+    write_run_records(run_dir, protocols, accs, setup.splits)  # per-image rows: the intervals (wsolbench.stats)
     write_json(run_dir / R.METRICS, {**results[0], **about})  # last: marks the run complete
 
 
