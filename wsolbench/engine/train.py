@@ -384,6 +384,8 @@ def _train_and_evaluate(cfg: RunConfig, resume: Path | None, console, show_progr
                      skipped_bad_samples=setup.skipped)
         for protocol, metrics in zip(protocols[1:], results[1:]):
             write_json(run_dir / f"eval-{protocol.name}.json", {**metrics, **about})
+        from wsolbench.engine.sweep import write_val_figure  # the val figure that sweeps select on
+        write_val_figure(run_dir, setup.protocol, accs["val"][0], run_id)
         write_json(run_dir / R.METRICS, {**results[0], **about})  # last: marks the run complete
     D.barrier()
     return run_dir
