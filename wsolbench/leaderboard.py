@@ -15,6 +15,7 @@ import pandas as pd
 
 from wsolbench.engine import rundir as R
 from wsolbench.engine.atomic import write_text
+from wsolbench.engine.sweep import leaderboard_rows
 
 MEASURES = [("top1_loc", "Top-1 Loc"), ("top5_loc", "Top-5 Loc"), ("gt_known_loc", "GT-known Loc"),
             ("maxboxacc_v2", "MaxBoxAccV2"), ("top1_cls", "Top-1 Cls")]
@@ -204,6 +205,7 @@ def write_leaderboards(runs_dir: Path, out_dir: Path, console=None) -> list[Path
     runs_dir, out_dir = Path(runs_dir), Path(out_dir)
     run_dirs: dict = {}
     df, problems = collect_runs(runs_dir, run_dirs)
+    df = leaderboard_rows(df, runs_dir)  # a swept group: only its val-selected setting, labelled (engine/sweep.py)
     for line in problems:
         if console is not None:
             console.print(f"[yellow]warning:[/] {line}", highlight=False)

@@ -31,7 +31,10 @@ def run_command(
     epochs: Annotated[Optional[int], _opt("Training epochs.", "--epochs")] = None,
     batch_size: Annotated[Optional[int], _opt("Images per step over all processes.", "--batch-size")] = None,
     lr: Annotated[Optional[float], _opt("Base learning rate (head x10, biases x2 on top).", "--lr")] = None,
-    settings: Annotated[Optional[list[str]], _opt("Method setting key=value (repeatable), e.g. --set delta=0.6.", "--set")] = None,
+    settings: Annotated[Optional[list[str]], _opt("Method setting key=value (repeatable), e.g. --set delta=0.6; "
+                                                  "key=v1,v2 sweeps (several keys: their product), selected on val.", "--set")] = None,
+    sweep_budget: Annotated[Optional[int], _opt("Run N settings drawn (seeded) from the --set product.", "--sweep-budget")] = None,
+    sweep_seed: Annotated[int, _opt("Seed of the --sweep-budget draw.", "--sweep-seed")] = 0,
     protocol: Annotated[Optional[str], _opt("Protocol (default: the dataset's).", "--protocol")] = None,
     policy: Annotated[Optional[str], _opt("Threshold policy: val | test-optimal | fixed:T.", "--policy")] = None,
     input_size: Annotated[Optional[int], _opt("Network input size (default: the dataset's).", "--input-size")] = None,
@@ -51,7 +54,8 @@ def run_command(
     """Train and evaluate method x backbone x dataset x seed; complete runs are skipped."""
     from wsolbench.engine.defaults import run_defaults
     from wsolbench.engine.grid import expand, run_grid
-    from wsolbench.engine.runconfig import RunConfig, parse_settings
+    from wsolbench.engine.runconfig import RunConfig, parse_settings, parse_sweep
+    from wsolbench.engine.sweep import check_sweep, select, sweep_settings
     from wsolbench.engine.rundir import CONFIG, read_json
     from wsolbench.engine.train import Interrupted, train_and_evaluate
 
@@ -70,19 +74,26 @@ def run_command(
                      protocol=protocol, threshold_policy=policy, input_size=input_size, pretrained=pretrained,
                      output_stride=output_stride)
         configs = []
+        sweep = parse_sweep(settings)  # key -> values; one value each: no sweep
+        grid, sweep_info = sweep_settings(sweep, sweep_budget, sweep_seed)
         for name in dataset or [RunConfig.dataset]:
             # per dataset: its defaults, then the options given; its method settings apply where a
             # method has them, --set wins over them
             defaults = run_defaults(name)
-            user_settings = parse_settings(settings)
-            method_settings = {**defaults.pop("method_settings", {}), **user_settings}
-            base = RunConfig(dataset=name, out=str(out), device=device, amp=amp, channels_last=channels_last,
-                             num_workers=workers, skip_bad=skip_bad, **defaults, method_settings=method_settings,
-                             dataset_options=parse_settings(data_options))
-            base = dataclasses.replace(base, **{k: v for k, v in given.items() if v is not None})
-            configs += expand(base, method or (MAIN_JOB_METHODS if main_job else None), backbone, [name], seeds,
-                              default_settings=set(method_settings) - set(user_settings))
+            dataset_settings = defaults.pop("method_settings", {})
+            check_sweep(sweep, method or (MAIN_JOB_METHODS if main_job else [RunConfig.method]), dataset_settings)
+            for user_settings in grid:
+                method_settings = {**dataset_settings, **user_settings}
+                base = RunConfig(dataset=name, out=str(out), device=device, amp=amp, channels_last=channels_last,
+                                 num_workers=workers, skip_bad=skip_bad, **defaults, method_settings=method_settings,
+                                 dataset_options=parse_settings(data_options))
+                base = dataclasses.replace(base, **{k: v for k, v in given.items() if v is not None})
+                configs += expand(base, method or (MAIN_JOB_METHODS if main_job else None), backbone, [name], seeds,
+                                  default_settings=set(method_settings) - set(user_settings))
+        configs = list({c.run_id(): c for c in configs}.values())  # a method without the swept key: once
         results = run_grid(configs, console, show_progress=not no_progress)
+        if len(grid) > 1 and is_main:
+            _print_selection(console, select(configs, out, sweep_info), out)
     except Interrupted as exc:
         console.print(f"[yellow]{exc}[/]")
         raise typer.Exit(130)
@@ -115,6 +126,18 @@ def _print_summary(console, results) -> None:
         table.add_row(r.cfg.method, r.cfg.backbone, r.cfg.dataset, str(r.cfg.seed), r.status,
                       f"{r.seconds:.0f}" if r.seconds else "", r.error or str(r.run_dir))
     console.print(table)
+
+
+def _print_selection(console, records, out: Path) -> None:
+    from wsolbench.engine.sweep import selection_label
+
+    for r in records:
+        head = f"sweep {r['method']} / {r['backbone']} / {r['dataset']}"
+        if r["selected"] is None:
+            console.print(f"[red]{head}: no setting has a val figure, nothing selected[/]", highlight=False)
+        else:
+            console.print(f"{head}: {selection_label(r)} (record under {out / r['dataset'] / 'sweeps'})",
+                          highlight=False, markup=False, soft_wrap=True)
 
 
 def _print_metrics(console, run_dir: Path, name: str = "metrics.json") -> None:

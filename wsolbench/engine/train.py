@@ -475,6 +475,9 @@ def _finish_run(run: Run, protocols: list, accs: dict, results: list[dict], *, t
     for protocol, metrics in zip(protocols[1:], results[1:]):
         write_json(run_dir / f"eval-{protocol.name}.json", {**metrics, **about})
     write_run_records(run_dir, protocols, accs, setup.splits)  # per-image rows: the intervals (wsolbench.stats)
+    from wsolbench.engine.sweep import write_val_figure  # the val figure that sweeps select on
+
+    write_val_figure(run_dir, setup.protocol, accs["val"][0], run.run_id)
     write_json(run_dir / R.METRICS, {**results[0], **about})  # last: marks the run complete
 
 
