@@ -369,10 +369,16 @@ def _train_and_evaluate(cfg: RunConfig, resume: Path | None, console, show_progr
         save_torch(run_dir / R.CHECKPOINT, _checkpoint(method, None, 0, 0, 0, run_id))
     t_eval = time.perf_counter()
     protocols = [setup.protocol, *setup.extra_protocols]
-    accs = {s: evaluate_split(method, eval_sets[s], setup.splits[s], protocols, device, **eval_kw)
+    from wsolbench.engine.map_check import PositionalCheck, warning
+
+    checks = {"test": PositionalCheck()}  # flags maps that are one fixed pattern whatever the image
+    accs = {s: evaluate_split(method, eval_sets[s], setup.splits[s], protocols, device, map_check=checks.get(s),
+                              **eval_kw)
             for s in ("val", "test")}
-    results = [p.summarize(accs["test"][i], accs["val"][i], policy=cfg.threshold_policy)
+    results = [{**p.summarize(accs["test"][i], accs["val"][i], policy=cfg.threshold_policy), **checks["test"].summary()}
                for i, p in enumerate(protocols)]
+    if warning(checks["test"].share()):
+        log(f"[yellow]{warning(checks['test'].share())}[/]")
     eval_s = time.perf_counter() - t_eval
     if info.is_main:
         times = {"train_s": train_s, "eval_s": eval_s, "total_s": time.perf_counter() - t_start,
