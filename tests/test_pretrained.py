@@ -66,3 +66,25 @@ def test_positional_check_skips_constant_maps():
     check = PositionalCheck()
     check.update(np.ones((3, 8, 8)))
     assert check.share() is None and check.n == 0
+
+
+def test_a_run_reports_the_positional_share_and_warns_on_a_fixed_map(tmp_path):
+    import json
+
+    from wsolbench.data.synthetic import generate
+    from wsolbench.engine.runconfig import RunConfig
+    from wsolbench.engine.train import train_and_evaluate
+
+    root = generate(tmp_path / "synth", classes=4, per_class=8, test_per_class=3, size=32)
+    lines = []
+
+    class Log:
+        def print(self, *args, **kw):
+            lines.append(" ".join(map(str, args)))
+
+    cfg = RunConfig(method="center-box", dataset="synthetic", data_root=str(root), input_size=32, epochs=1,
+                    batch_size=8, out=str(tmp_path / "runs"))
+    metrics = json.loads((train_and_evaluate(cfg, console=Log(), show_progress=False) / "metrics.json").read_text())
+    # one fixed picture for every image: all of its variance is positional
+    assert metrics["positional_share"] == pytest.approx(1.0) and metrics["positional_flag"]
+    assert metrics["positional_n"] == 12 and any("fixed positional pattern" in line for line in lines)
