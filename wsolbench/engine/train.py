@@ -448,10 +448,16 @@ def _final_evaluation(run: Run) -> tuple[list, dict, list[dict]]:
     """Val and test under every protocol (the maps computed once); the test numbers at the policy's threshold."""
     setup = run.setup
     protocols = [setup.protocol, *setup.extra_protocols]
-    accs = {s: evaluate_split(run.method, run.eval_sets[s], setup.splits[s], protocols, run.device, **run.eval_kw)
+    from wsolbench.engine.map_check import PositionalCheck, warning
+
+    checks = {"test": PositionalCheck()}  # flags maps that are one fixed pattern whatever the image
+    accs = {s: evaluate_split(run.method, run.eval_sets[s], setup.splits[s], protocols, run.device,
+                              map_check=checks.get(s), **run.eval_kw)
             for s in ("val", "test")}
-    results = [p.summarize(accs["test"][i], accs["val"][i], policy=run.cfg.threshold_policy)
+    results = [{**p.summarize(accs["test"][i], accs["val"][i], policy=run.cfg.threshold_policy), **checks["test"].summary()}
                for i, p in enumerate(protocols)]
+    if warning(checks["test"].share()):
+        run.log(f"[yellow]{warning(checks['test'].share())}[/]")
     return protocols, accs, results
 
 
