@@ -12,6 +12,8 @@ passes (Score-CAM, Ablation-CAM) run them in batches of ``batch_size``.
 """
 from __future__ import annotations
 
+import contextlib
+import io
 from pathlib import Path
 
 import numpy as np
@@ -65,6 +67,8 @@ class Explained(nn.Module):
             raise WsolbenchError(f"--explainer-layer {self.layer_name}: no such module in the method (e.g. {examples})")
         self.method, self.explainer, self.batch_size = method, explainer, batch_size
         self.layer = modules[self.layer_name]
+        if explainer == "fullgrad":
+            self.layer_name = "(every bias: FullGrad ignores the layer)"
         self.model = _Logits(method)
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None):
@@ -76,7 +80,8 @@ class Explained(nn.Module):
         """The package's maps (n x H x W) of ``classes[i]`` for ``images[i]``."""
         from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-        cam = self.cam_class(model=self.model, target_layers=[self.layer])
+        with contextlib.redirect_stdout(io.StringIO()):  # FullGrad prints that it ignores the layer, every time
+            cam = self.cam_class(model=self.model, target_layers=[self.layer])
         cam.batch_size = self.batch_size  # Score-CAM, Ablation-CAM: forward passes per batch
         try:
             with torch.enable_grad():
