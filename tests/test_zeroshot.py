@@ -97,3 +97,13 @@ def test_zero_shot_refuses_a_method_without_the_checkpoint_head(zero_shot_folder
                              "--data-root", root, "--input-size", "64", "--policy", "test-optimal",
                              "--out", tmp_path, "--device", "cpu", "--no-progress", "--set", "head_width=8")
     assert code != 0 and "only CAM-family methods" in out + err
+
+
+def test_zero_shot_needs_a_pooling_linear_head(zero_shot_folder, tmp_path, run_cli):
+    root, _, _, _ = zero_shot_folder
+    weights = tmp_path / "mnv3.pth"
+    torch.save(timm.create_model("mobilenetv3_small_050").state_dict(), weights)  # pool -> conv_head -> classifier
+    code, out, err = run_cli("run", "-m", "cam", "-b", "mobilenetv3_small_050", "--pretrained", weights, "--epochs", "0",
+                             "-d", "ilsvrc", "--data-root", root, "--input-size", "64", "--policy", "test-optimal",
+                             "--out", tmp_path / "runs", "--device", "cpu", "--no-progress")
+    assert code != 0 and "head is not global average pooling + linear" in out + err

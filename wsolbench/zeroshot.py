@@ -73,9 +73,13 @@ def build_pretrained_classifier(method_entry, cfg, num_classes: int, settings: d
     with torch.no_grad():  # the head must be global average pooling + the linear layer
         probe = features(torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0)))
         head = model.get_submodule(key)
-        if not torch.allclose(model.forward_head(probe), head(probe.mean(dim=(2, 3))), atol=1e-4, rtol=1e-4):
+        try:
+            same = torch.allclose(model.forward_head(probe), head(probe.mean(dim=(2, 3))), atol=1e-4, rtol=1e-4)
+        except RuntimeError:  # e.g. a conv or MLP between the pooling and the classifier (MobileNetV3, VGG)
+            same = False
+        if not same:
             raise WsolbenchError(f"timm's {name}: its head is not global average pooling + linear; "
-                                 "zero-shot CAM needs that (score a trained run with --explainer instead)")
+                                 "zero-shot CAM needs that (ResNets and EfficientNets have it)")
     method = method_entry.build(features, num_classes, **settings)
     method.classifier.load_state_dict(head.state_dict())
     return method
