@@ -70,12 +70,14 @@ def collect_runs(runs_dir: Path, run_dirs: dict | None = None) -> tuple[pd.DataF
         all_metrics = [primary]
         for extra in sorted(run_dir.glob("eval-*.json")):
             metrics = _read_metrics(extra, run_id, problems)
-            same = metrics and (metrics.get("protocol"), metrics.get("policy")) == (primary.get("protocol"), primary.get("policy"))
+            same = metrics and not metrics.get("explainer") and \
+                (metrics.get("protocol"), metrics.get("policy")) == (primary.get("protocol"), primary.get("policy"))
             if metrics is not None and not same:
                 all_metrics.append(metrics)
         for metrics in all_metrics:
             row = {
-                "dataset": config["dataset"], "protocol": metrics.get("protocol"), "method": config["method"],
+                "dataset": config["dataset"], "protocol": metrics.get("protocol"),
+                "method": config["method"] + (f" + {metrics['explainer']}" if metrics.get("explainer") else ""),
                 "backbone": config["backbone"], "seed": config["seed"], "policy": metrics.get("policy"),
                 "threshold": metrics.get("threshold"), "box_rule": metrics.get("box_rule"),
                 "epochs": config.get("epochs"), "commit": metrics.get("commit"), "run_id": run_id,

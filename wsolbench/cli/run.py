@@ -49,6 +49,10 @@ def run_command(
     skip_bad: Annotated[bool, _opt("Skip bad samples (reported) instead of stopping.", "--skip-bad")] = False,
     no_progress: Annotated[bool, _opt("No progress bars.", "--no-progress")] = False,
     leaderboard_out: Annotated[Path, _opt("Where the main job writes its leaderboard.", "--leaderboard-out")] = Path("leaderboards"),
+    explainers: Annotated[Optional[list[str]], _opt("Also score each run's classifier through this post-hoc explainer "
+                                                    "(repeatable; a grid axis), e.g. gradcampp.", "--explainer")] = None,
+    explainer_layer: Annotated[Optional[str], _opt("Explainer target layer (default: the backbone's last stage).",
+                                                   "--explainer-layer")] = None,
     plugin: PluginOption = None,
 ):
     """Train and evaluate method x backbone x dataset x seed; complete runs are skipped."""
@@ -94,6 +98,11 @@ def run_command(
         results = run_grid(configs, console, show_progress=not no_progress)
         if len(grid) > 1 and is_main:
             _print_selection(console, select(configs, out, sweep_info), out)
+        if explainers:
+            from wsolbench.explain import explain_runs
+
+            explain_runs([r.run_dir for r in results if r.status != "failed" and r.cfg.method not in ("center-box", "full-image")],
+                         explainers, explainer_layer, console, device=device)
     except Interrupted as exc:
         console.print(f"[yellow]{exc}[/]")
         raise typer.Exit(130)
@@ -162,12 +171,17 @@ def eval_command(
     policy: Annotated[Optional[str], _opt("Threshold policy (default: the run's).", "--policy")] = None,
     save_maps: Annotated[bool, _opt("Also write maps-val.npz / maps-test.npz in the score format.", "--save-maps")] = False,
     device: Annotated[str, _opt("auto | cpu | cuda.", "--device")] = "auto",
+    explainer: Annotated[Optional[str], _opt("Score the run's classifier through this post-hoc explainer "
+                                             "(gradcam, gradcampp, scorecam, ...): eval-PROTOCOL-EXPLAINER.json.", "--explainer")] = None,
+    explainer_layer: Annotated[Optional[str], _opt("Explainer target layer, a module name of the method "
+                                                   "(default: backbone).", "--explainer-layer")] = None,
     plugin: PluginOption = None,
 ):
-    """Re-evaluate a trained run (optionally under another protocol); writes eval-PROTOCOL.json."""
+    """Re-evaluate a trained run (optionally under another protocol or through an explainer); writes eval-PROTOCOL[-EXPLAINER].json."""
     from wsolbench.engine.reeval import reevaluate
 
     load_plugins(plugin)
     console = Console()
-    name = reevaluate(run_dir, protocol=protocol, policy=policy, save_maps=save_maps, device=device)
+    name = reevaluate(run_dir, protocol=protocol, policy=policy, save_maps=save_maps, device=device,
+                      explainer=explainer, explainer_layer=explainer_layer)
     _print_metrics(console, run_dir, name)

@@ -81,8 +81,13 @@ def build(cfg: RunConfig, device: torch.device, info: D.DistInfo, log=print) -> 
 
     settings = coerce_settings(method_entry.obj.Config, cfg.method_settings)
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank
-    backbone = build_backbone(cfg.backbone, pretrained=cfg.pretrained, output_stride=cfg.output_stride) if method_entry.obj.needs_backbone else None
-    method = method_entry.build(backbone, dataset.num_classes, **settings).to(device)
+    if cfg.epochs == 0 and cfg.pretrained and method_entry.obj.needs_backbone:  # zero-shot: the checkpoint's head
+        from wsolbench.zeroshot import build_pretrained_classifier
+
+        method = build_pretrained_classifier(method_entry, cfg, dataset.num_classes, settings).to(device)
+    else:
+        backbone = build_backbone(cfg.backbone, pretrained=cfg.pretrained, output_stride=cfg.output_stride) if method_entry.obj.needs_backbone else None
+        method = method_entry.build(backbone, dataset.num_classes, **settings).to(device)
     if cfg.channels_last:
         method = method.to(memory_format=torch.channels_last)
     return Setup(cfg, info, device, dataset, splits, method, protocol, input_size, skipped, extra_protocols)
@@ -261,7 +266,7 @@ def _train_and_evaluate(cfg: RunConfig, resume: Path | None, console, show_progr
                                                                run.global_step, run.run_id, run.scaler))
         raise Interrupted(run.run_dir) from None
     train_s = time.perf_counter() - t_train
-    if run.optimizer is None and info.is_main:  # nothing to train (a baseline): its checkpoint for eval
+    if (run.optimizer is None or not run.epochs) and info.is_main:  # nothing trained (a baseline, --epochs 0): a checkpoint for eval
         save_torch(run.run_dir / R.CHECKPOINT, _checkpoint(run.method, None, 0, 0, 0, run.run_id))
     t_eval = time.perf_counter()
     protocols, accs, results = _final_evaluation(run)
@@ -348,9 +353,9 @@ def _prepare_training(run: Run) -> None:
     resize = cfg.resize or round(setup.input_size * 256 / 224)
     run.train_set = SeededSamples(ImageDataset(setup.splits["train"], train_transform(setup.input_size, resize)), cfg.seed)
     run.eval_sets = {s: ImageDataset(setup.splits[s], test_transform(setup.input_size)) for s in ("val", "test")}
-    run.sampler = _batch_sampler(setup) if trainable else None
+    run.sampler = _batch_sampler(setup) if trainable and run.epochs else None  # --epochs 0: no train split needed
     steps_per_epoch = len(run.sampler) if run.sampler is not None else 0
-    if trainable and steps_per_epoch == 0:
+    if run.sampler is not None and steps_per_epoch == 0:
         raise WsolbenchError(f"dataset {cfg.dataset} train split is too small for one batch of {cfg.batch_size}")
     run.total_steps = run.epochs * steps_per_epoch
     # per process the same evaluation batch as `wsolbench eval` (maps can depend on the batch size in the last bits)
