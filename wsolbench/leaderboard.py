@@ -143,7 +143,10 @@ def write_leaderboards(runs_dir: Path, out_dir: Path, console=None) -> list[Path
     """Regenerate ``out_dir`` from ``runs_dir``; returns the files written."""
     runs_dir, out_dir = Path(runs_dir), Path(out_dir)
     df, problems = collect_runs(runs_dir)
-    for line in problems:
+    from wsolbench.engine.launch import missing_note
+
+    missing = missing_note(runs_dir)  # planned grid cells not complete yet
+    for line in problems + ([missing] if missing else []):
         if console is not None:
             console.print(f"[yellow]warning:[/] {line}", highlight=False)
     paper = reported_table()  # read once
@@ -158,7 +161,7 @@ def write_leaderboards(runs_dir: Path, out_dir: Path, console=None) -> list[Path
                 "Each row: mean ± sample standard deviation (ddof=1) over seeds, in percent; one seed shows its value.",
                 "Threshold: the box threshold and the policy that chose it (`val`: chosen on the held-out split).",
                 f"Tidy table: `{csv_path.name}`. Regenerate: `wsolbench leaderboard --runs {runs_dir} --out {out_dir}`.",
-                "", table.to_markdown(index=False), ""]
+                "", table.to_markdown(index=False), ""] + ([missing, ""] if missing else [])
         if not reported.empty:
             text += ["## Reported in the I2C paper (not measured here)", "",
                      "Accuracy = 100 - the paper's error rate; the paper's own threshold practice, not this protocol.",

@@ -46,6 +46,12 @@ def run_command(
     skip_bad: Annotated[bool, _opt("Skip bad samples (reported) instead of stopping.", "--skip-bad")] = False,
     no_progress: Annotated[bool, _opt("No progress bars.", "--no-progress")] = False,
     leaderboard_out: Annotated[Path, _opt("Where the main job writes its leaderboard.", "--leaderboard-out")] = Path("leaderboards"),
+    launcher: Annotated[Optional[str], _opt("Run each cell as a job: local (processes here) | slurm. "
+                                            "Default: one after another in this process.", "--launcher")] = None,
+    max_parallel: Annotated[Optional[int], _opt("--launcher: at most this many cells at once.", "--max-parallel")] = None,
+    slurm: Annotated[Optional[str], _opt("--launcher slurm resources: partition=P,gpus=N,time=HH:MM:SS,"
+                                         "array-parallelism=N (also cpus, mem, account, qos, constraint).", "--slurm")] = None,
+    cluster_config: Annotated[Optional[Path], _opt("TOML file whose [slurm] table gives the --slurm keys.", "--cluster-config")] = None,
     plugin: PluginOption = None,
 ):
     """Train and evaluate method x backbone x dataset x seed; complete runs are skipped."""
@@ -81,7 +87,13 @@ def run_command(
             base = dataclasses.replace(base, **{k: v for k, v in given.items() if v is not None})
             configs += expand(base, method or (MAIN_JOB_METHODS if main_job else None), backbone, [name], seeds,
                               default_settings=set(method_settings) - set(user_settings))
-        results = run_grid(configs, console, show_progress=not no_progress)
+        if launcher is not None or slurm is not None or cluster_config is not None or max_parallel is not None:
+            from wsolbench.engine.launch import launch_grid, parse_slurm
+
+            results = launch_grid(configs, launcher or "", console, max_parallel=max_parallel,
+                                  slurm=parse_slurm(slurm, cluster_config), plugins=plugin or ())
+        else:
+            results = run_grid(configs, console, show_progress=not no_progress)
     except Interrupted as exc:
         console.print(f"[yellow]{exc}[/]")
         raise typer.Exit(130)
