@@ -154,7 +154,7 @@ def release(claim: Claim, outcome: str, reason: str = "", log: str = "") -> None
     info = _read(claim.path)
     if info is None or info.get("token") != claim.token:
         return
-    write_json(claim.path, {**info, "released": True, "outcome": outcome, "reason": reason, "log": log,
+    write_json(claim.path, {**info, "released": True, "outcome": outcome, "reason": reason, "log": log or info.get("log", ""),
                             "ended": time.time()})
 
 

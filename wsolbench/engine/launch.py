@@ -319,7 +319,14 @@ def launch_grid(configs: list, launcher: str, console, max_parallel: int | None 
                 beat.claims[cell.key] = cell.claim
                 batch.append(cell)
             if batch:
-                _submit(executor, batch, runs, probe, slurm, plugins, gpu_pool, running)
+                try:
+                    _submit(executor, batch, runs, probe, slurm, plugins, gpu_pool, running)
+                except Exception as exc:  # noqa: BLE001 - sbatch's refusal (partition, limits, no controller)
+                    for cell in batch:
+                        C.release(cell.claim, "cancelled", "submission failed")
+                    lines = [ln for ln in str(exc).splitlines() if ln.strip()]
+                    raise WsolbenchError(f"--launcher {launcher}: submitting failed: "
+                                         f"{lines[-1] if lines else type(exc).__name__}") from None
                 for cell in batch:
                     C.update(cell.claim, job_id=str(cell.job.job_id), log=str(cell.job.paths.stderr))
                     console.print(f"{_head(cell)}: job {cell.job.job_id} submitted (log {cell.job.paths.stderr})",
