@@ -208,7 +208,10 @@ def write_leaderboards(runs_dir: Path, out_dir: Path, console=None) -> list[Path
     run_dirs: dict = {}
     df, problems = collect_runs(runs_dir, run_dirs)
     df = leaderboard_rows(df, runs_dir)  # a swept group: only its val-selected setting, labelled (engine/sweep.py)
-    for line in problems:
+    from wsolbench.engine.launch import missing_note
+
+    missing = missing_note(runs_dir)  # planned grid cells not complete yet
+    for line in problems + ([missing] if missing else []):
         if console is not None:
             console.print(f"[yellow]warning:[/] {line}", highlight=False)
     paper = reported_table()  # read once
@@ -229,7 +232,7 @@ def write_leaderboards(runs_dir: Path, out_dir: Path, console=None) -> list[Path
                 "vs best: `tied` where the paired interval of (row - best row) holds 0, `below` where it does not.",
                 "Threshold: the box threshold and the policy that chose it (`val`: chosen on the held-out split).",
                 f"Tidy table: `{csv_path.name}`. Regenerate: `wsolbench leaderboard --runs {runs_dir} --out {out_dir}`.",
-                "", table.to_markdown(index=False), ""]
+                "", table.to_markdown(index=False), ""] + ([missing, ""] if missing else [])
         text += _pair_lines(group, spans, compared, run_dirs, console, f"{dataset} / {protocol}")
         if not reported.empty:
             text += ["## Reported in the I2C paper (not measured here)", "",

@@ -53,6 +53,12 @@ def run_command(
                                                     "(repeatable; a grid axis), e.g. gradcampp.", "--explainer")] = None,
     explainer_layer: Annotated[Optional[str], _opt("Explainer target layer (default: the backbone's last stage).",
                                                    "--explainer-layer")] = None,
+    launcher: Annotated[Optional[str], _opt("Run each cell as a job: local (processes here) | slurm. "
+                                            "Default: one after another in this process.", "--launcher")] = None,
+    max_parallel: Annotated[Optional[int], _opt("--launcher: at most this many cells at once.", "--max-parallel")] = None,
+    slurm: Annotated[Optional[str], _opt("--launcher slurm resources: partition=P,gpus=N,time=HH:MM:SS,"
+                                         "array-parallelism=N (also cpus, mem, account, qos, constraint).", "--slurm")] = None,
+    cluster_config: Annotated[Optional[Path], _opt("TOML file whose [slurm] table gives the --slurm keys.", "--cluster-config")] = None,
     plugin: PluginOption = None,
 ):
     """Train and evaluate method x backbone x dataset x seed; complete runs are skipped."""
@@ -95,7 +101,13 @@ def run_command(
                 configs += expand(base, method or (MAIN_JOB_METHODS if main_job else None), backbone, [name], seeds,
                                   default_settings=set(method_settings) - set(user_settings))
         configs = list({c.run_id(): c for c in configs}.values())  # a method without the swept key: once
-        results = run_grid(configs, console, show_progress=not no_progress)
+        if launcher is not None or slurm is not None or cluster_config is not None or max_parallel is not None:
+            from wsolbench.engine.launch import launch_grid, parse_slurm
+
+            results = launch_grid(configs, launcher or "", console, max_parallel=max_parallel,
+                                  slurm=parse_slurm(slurm, cluster_config), plugins=plugin or ())
+        else:
+            results = run_grid(configs, console, show_progress=not no_progress)
         if len(grid) > 1 and is_main:
             _print_selection(console, select(configs, out, sweep_info), out)
         if explainers:
