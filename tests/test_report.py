@@ -214,3 +214,25 @@ def test_the_page_in_a_real_browser(pages, tmp_path):
             browser.close()
     with Image.open(tmp_path / "report.png") as im:
         assert im.size[0] == 1400 and im.size[1] > 900  # the whole page, taller than the window
+
+
+def test_the_main_job_writes_the_pages_beside_the_markdown(tmp_path, run_cli):
+    """`wsolbench run` with no method, backbone or dataset (the main job; here on a tiny set, one epoch) writes
+    the HTML pages next to the markdown; the baselines, which do not train, get overlays but no loss curves."""
+    from wsolbench.data.synthetic import generate
+
+    data = generate(tmp_path / "synth", classes=4, per_class=4, test_per_class=2, size=32)
+    code, out, err = run_cli("run", "--data-root", data, "--epochs", 1, "--batch-size", 8, "--input-size", 32,
+                             "--set", "head_width=16", "--out", tmp_path / "runs", "--leaderboard-out", tmp_path / "boards",
+                             "--no-progress")
+    assert code == 0, out + err
+    boards = tmp_path / "boards"
+    assert sorted(p.name for p in boards.glob("*.html")) == ["synthetic-cub.html", "synthetic-wsoleval.html"]
+    assert {p.stem for p in boards.glob("*.html")} == {p.stem for p in boards.glob("*.md")}
+    page = parse(boards / "synthetic-cub.html")
+    methods = [r[0] for r in page.rows]
+    assert {"center-box", "full-image", "cam", "i2c"} <= set(methods)
+    text = (boards / "synthetic-cub.html").read_text()
+    assert text.count('alt="overlays: ') == len(methods)  # every row, baselines included
+    assert text.count('alt="loss terms: ') == len(methods) - 2  # the two baselines did not train
+    assert "no loss curves: not trained" in text

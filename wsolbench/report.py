@@ -109,6 +109,18 @@ def _protocol(run, name: str):
     return PROTOCOLS.build(name)
 
 
+def _strip_figure(n: int):
+    """A row of ``n`` tiles with fixed margins: constrained layout costs more than the drawing here."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    width, height = n * P.TILE_INCHES[0], P.TILE_INCHES[1] + 0.3
+    fig = Figure(figsize=(width, height), dpi=P.DPI)
+    FigureCanvasAgg(fig)
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=1 - 0.85 / height, wspace=0.06)
+    return fig
+
+
 def _overlays(rows: list[RowPictures], thresholds: list[float], protocol: str, maps: _Maps, n_best: int,
               n_worst: int) -> None:
     """Fill each row's overlay grid: the same images for every row, those with the best and worst mean IoU."""
@@ -135,7 +147,7 @@ def _overlays(rows: list[RowPictures], thresholds: list[float], protocol: str, m
     worst = [i for i in order[::-1][:n_worst] if i not in best][::-1]
     chosen = [("best", i) for i in best] + [("worst", i) for i in worst]
     for (row, run, threshold), tiles in zip(loaded, per_row):
-        fig = P._figure(len(chosen) * P.TILE_INCHES[0], P.TILE_INCHES[1] + 0.35)
+        fig = _strip_figure(len(chosen))
         axes = fig.subplots(1, len(chosen), squeeze=False)[0]
         for ax, (kind, i) in zip(axes, chosen):
             P.draw_tile(ax, tiles[i], run.class_names)
@@ -146,21 +158,29 @@ def _overlays(rows: list[RowPictures], thresholds: list[float], protocol: str, m
         row.overlay_images = [f"{kind}: {tiles[i].image_id}" for kind, i in chosen]
 
 
-def _row_pictures(run_dir: Path, label: str, protocol: str, out_dir: Path) -> RowPictures:
+def _losses(run_dir: Path, label: str) -> tuple[str | None, str | None]:
+    """(loss figure as a data: URI, or None and why); the same for every protocol's page."""
+    steps = run_dir / R.STEPS
+    if not steps.is_file():
+        return None, "no loss curves: not trained (no steps.jsonl)"
+    try:
+        records = P.read_steps(steps)
+        return _data_uri(P.losses_figure(records, label, smooth=max(1, len(records) // 60))), None
+    except WsolbenchError as exc:
+        return None, f"no loss curves: {exc}"
+
+
+def _row_pictures(run_dir: Path, label: str, protocol: str, out_dir: Path, losses_cache: dict) -> RowPictures:
     row = RowPictures(label, run_dir)
     try:
         row.curves = _data_uri(P.curves_figure(_metrics_for(run_dir, protocol), label, str(run_dir)))
     except WsolbenchError as exc:
         row.notes.append(f"no threshold curves: {exc}")
-    steps = run_dir / R.STEPS
-    if steps.is_file():
-        try:
-            records = P.read_steps(steps)
-            row.losses = _data_uri(P.losses_figure(records, label, smooth=max(1, len(records) // 60)))
-        except WsolbenchError as exc:
-            row.notes.append(f"no loss curves: {exc}")
-    else:
-        row.notes.append("no loss curves: not trained (no steps.jsonl)")
+    if run_dir not in losses_cache:
+        losses_cache[run_dir] = _losses(run_dir, label)
+    row.losses, note = losses_cache[run_dir]
+    if note:
+        row.notes.append(note)
     for name in ("show-test.png", "curves.png", "losses.png"):  # written by `wsolbench show`
         if (run_dir / name).is_file():
             row.links.append((name, _relative(run_dir / name, out_dir)))
@@ -185,19 +205,20 @@ def _table(df: pd.DataFrame) -> dict:
 
 
 def write_reports(runs_dir: Path, out_dir: Path, console=None, *, pictures: bool = True, device: str = "cpu",
-                  pool: int = 24, n_best: int = 3, n_worst: int = 3, seed: int = 0) -> list[Path]:
+                  pool: int = 24, n_best: int = 3, n_worst: int = 3, seed: int = 0, warn: bool = True) -> list[Path]:
     """Write ``out_dir/DATASET-PROTOCOL.html`` for every leaderboard of ``runs_dir``; returns the pages.
 
     ``pool`` test images are drawn (seeded) per dataset; the ``n_best`` and ``n_worst`` of them by mean IoU over
     the rows are drawn for every row. ``pictures=False`` leaves out the overlays (no model is loaded).
+    ``warn=False``: the run folders left out are not printed again (the markdown's pass printed them).
     """
     runs_dir, out_dir = Path(runs_dir), Path(out_dir)
     df, problems = collect_runs(runs_dir)
     for line in problems:
-        if console is not None:
+        if console is not None and warn:
             console.print(f"[yellow]warning:[/] {line}", highlight=False)
     where = _run_dirs(runs_dir)
-    maps = _Maps(device, pool, seed)
+    maps, losses_cache = _Maps(device, pool, seed), {}
     paper = reported_table()
     written = []
     for (dataset, protocol), group in df.groupby(["dataset", "protocol"], sort=True):
@@ -208,7 +229,7 @@ def write_reports(runs_dir: Path, out_dir: Path, console=None, *, pictures: bool
             first = members.sort_values("seed", kind="stable").iloc[0]  # the row's pictures: its lowest seed
             run_dir = where[first["run_id"]]
             label = f"{first['method']} / {first['backbone']} / seed {first['seed']}"
-            rows.append(_row_pictures(run_dir, label, protocol, out_dir))
+            rows.append(_row_pictures(run_dir, label, protocol, out_dir, losses_cache))
             thresholds.append(float(first["threshold"]) if pd.notna(first["threshold"]) else float("nan"))
             settings.append(json.dumps(_settings(run_dir), indent=1, default=str))
         if pictures:
