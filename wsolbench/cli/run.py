@@ -126,6 +126,9 @@ def run_command(
         for p in paths:
             if p.suffix == ".md":  # as written: markdown tables must not be re-wrapped to the terminal width
                 console.print(p.read_text(), soft_wrap=True, markup=False, highlight=False)
+        from wsolbench.report import write_reports  # the HTML pages beside the markdown
+
+        write_reports(out, leaderboard_out, console=console, warn=False)
     if any(r.status == "failed" for r in results):
         raise typer.Exit(1)
 
