@@ -24,8 +24,6 @@ import typer
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
-# Written by other helpers on their own branches: allowed to be missing until the merge. DELETE after merging.
-NOT_YET_MERGED = {"docs/comparisons.md", "docs/sweeps.md", "docs/pretrained.md", "docs/i2c-diagnosis.md", "docs/baselines.md", "docs/explainers.md", "docs/zero-shot.md", "docs/cluster.md", "docs/box-search.md"}
 
 FENCE = re.compile(r"^```([\w-]*)[ \t]*\n(.*?)^```[ \t]*$", re.S | re.M)
 MARKER = re.compile(r"<!--\s*(run|file:\s*(\S+)|not run:\s*(.+?))\s*-->\s*$", re.S)
@@ -151,10 +149,8 @@ def test_every_relative_link_resolves():
                 continue  # https:, mailto:
             file_part, _, anchor = target.partition("#")
             dest = (path.parent / file_part).resolve() if file_part else path
-            name = dest.relative_to(REPO).as_posix() if dest.is_relative_to(REPO) else str(dest)
             if not dest.exists():
-                if name not in NOT_YET_MERGED:
-                    broken.append(f"{path.relative_to(REPO)}: {target} (no such file)")
+                broken.append(f"{path.relative_to(REPO)}: {target} (no such file)")
             elif anchor and dest.suffix == ".md" and anchor not in _anchors(dest):
                 broken.append(f"{path.relative_to(REPO)}: {target} (no such heading)")
     assert not broken, broken
