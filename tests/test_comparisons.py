@@ -80,7 +80,7 @@ def test_leaderboard_cells_carry_intervals_and_old_runs_a_dash(runs, tmp_path, r
     box_row = next(line for line in md.splitlines() if line.startswith("| center-box "))
     assert "[-]" in box_row  # one seed without rows: the row's value, no interval
     assert "vs best (GT-known Loc)" in md and "## Paired differences among trained rows: GT-known Loc" in md
-    assert "acol/test_resnet - cam/test_resnet" in md or "cam/test_resnet - acol/test_resnet" in md
+    assert "acol-simplified/test_resnet - cam/test_resnet" in md or "cam/test_resnet - acol-simplified/test_resnet" in md
     assert "center-box/test_resnet -" not in md and "- center-box/test_resnet" not in md  # not trained
     wsoleval = (tmp_path / "boards" / "synthetic-wsoleval.md").read_text()
     assert "vs best (MaxBoxAccV2)" in wsoleval

@@ -218,7 +218,9 @@ def test_torchrun_trains_and_only_rank_0_writes(torchrun_run):
     config = json.loads((run_dir / R.CONFIG).read_text())
     extra = [f"eval-{name}.json" for name in config["extra_protocols"]]  # the synthetic set's defaults add wsoleval
     files = sorted(p.name for p in run_dir.iterdir())  # and no temp files
-    assert files == sorted([R.CONFIG, R.ENV, R.STEPS, R.EPOCHS, R.CHECKPOINT, R.METRICS, R.TIMES, *extra])
+    records = [f"per-image-{name}.npz" for name in (config["resolved_protocol"], *config["extra_protocols"])]
+    assert files == sorted([R.CONFIG, R.ENV, R.STEPS, R.EPOCHS, R.CHECKPOINT, R.METRICS, R.TIMES, "val.json",
+                            *extra, *records])
     assert (config["world_size"], config["batch_size"], config["batch_per_process"]) == (WORLD, BATCH, BATCH // WORLD)
     # 24 train images = 4 classes x 3 pairs -> 12 pairs, 4 per global batch -> 3 steps an epoch, each logged once
     steps = [json.loads(line) for line in (run_dir / R.STEPS).read_text().splitlines()]

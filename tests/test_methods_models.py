@@ -30,8 +30,13 @@ class TinyBackbone(nn.Module):
 
 def build(name, **overrides):
     backbone = TinyBackbone() if METHODS.get(name).obj.needs_backbone else None
-    if name not in ("cam", "center-box", "full-image"):
+    fields = {f.name for f in dataclasses.fields(METHODS.get(name).obj.Config)}
+    if "head_width" in fields:
         overrides.setdefault("head_width", 8)
+    if "b1_layer" in fields:  # SPG's B1 branch: the tiny backbone's one layer
+        overrides.setdefault("b1_layer", "conv")
+    if "positions" in fields:  # ADL after the tiny backbone's one layer
+        overrides.setdefault("positions", "conv")
     return build_method(name, backbone, NUM_CLASSES, **overrides)
 
 

@@ -119,7 +119,7 @@ def test_two_value_sweep_interrupted_resumes_and_selects_one(synth, tmp_path, ru
     assert out.count("complete, skipped") == 1 and first.stat().st_mtime_ns == stamp  # the finished setting kept
     metrics = sorted(runs.rglob("metrics.json"))
     assert len(metrics) == 2
-    (record_path,) = list((runs / "synthetic" / "sweeps").glob("acol__test_resnet__*.json"))
+    (record_path,) = list((runs / "synthetic" / "sweeps").glob("acol-simplified__test_resnet__*.json"))
     record = json.loads(record_path.read_text())
     assert record["n_candidates"] == 2 and record["swept_keys"] == ["head_width"]
     vals = {c["settings"]["head_width"]: c["val_mean"] for c in record["candidates"]}
