@@ -16,8 +16,8 @@ from PIL import Image
 from wsolbench import pictures as P
 from wsolbench.engine.runconfig import RunConfig
 from wsolbench.engine.train import train_and_evaluate
-from wsolbench.leaderboard import collect_runs, summary_table
-from wsolbench.report import _with_intervals, write_reports
+from wsolbench.leaderboard import collect_leaderboard_runs, leaderboard_table
+from wsolbench.report import write_reports
 
 CHROMIUM = next((p for p in ("/usr/bin/chromium", shutil.which("chromium") or "", shutil.which("chromium-browser") or "")
                  if p and Path(p).is_file()), None)
@@ -91,16 +91,17 @@ def parse(path):
 def test_one_self_contained_page_per_leaderboard(runs, pages):
     paths, out = pages
     assert sorted(p.name for p in paths) == ["synthetic-cub.html", "synthetic-wsoleval.html"]
-    df, problems = collect_runs(runs)
+    df, problems, run_dirs = collect_leaderboard_runs(runs)
     assert not problems
     for path in paths:
         protocol = path.stem.split("-", 1)[1]
-        expected = summary_table(df[df["protocol"] == protocol])
+        expected = leaderboard_table(df[df["protocol"] == protocol], run_dirs)[3]  # the markdown's cells
         page = parse(path)
         # the same rows as the markdown leaderboard, in its order, plus the settings cell
         assert [r[:len(expected.columns)] for r in page.rows] == expected.astype(str).values.tolist()
         cam = next(r for r in page.rows if r[0] == "cam")
         assert "0,1 (2)" in cam and '"method": "cam"' in cam[-1]  # seeds and the row's settings (config.json)
+        assert re.search(r"\[\d+\.\d, \d+\.\d\]", cam[expected.columns.get_loc("GT-known Loc")])  # its 95% interval
         # 2 rows x (overlays, threshold curves, loss terms); all inline PNGs, nothing fetched from elsewhere
         assert len(page.images) == 6
         for src in page.images:
@@ -124,16 +125,6 @@ def test_the_overlays_show_the_same_images_for_every_row(runs, pages):
         assert kinds == ["best", "best", "worst", "worst"]
         srcs = parse(path).images
         assert len(set(srcs)) == len(srcs)  # but each row's own maps
-
-
-def test_intervals_fold_into_the_cells_when_the_summary_has_them():
-    table = pd.DataFrame({"method": ["a", "b"], "GT-known Loc": ["50.00 ± 1.00", "40.00"],
-                          "gt_known_loc_low": [48.5, None], "gt_known_loc_high": [51.25, None]})
-    folded = _with_intervals(table)
-    assert folded["GT-known Loc"].tolist() == ["50.00 ± 1.00 [48.50, 51.25]", "40.00"]
-    assert list(folded.columns) == ["method", "GT-known Loc"]
-    plain = table.drop(columns=["gt_known_loc_low", "gt_known_loc_high"])
-    assert _with_intervals(plain).equals(plain)  # no interval columns: unchanged
 
 
 def test_loss_terms_come_from_the_steps_log(tmp_path):
@@ -198,11 +189,11 @@ def test_the_page_in_a_real_browser(pages, tmp_path):
             def methods():
                 return page.eval_on_selector_all("#leaderboard-table tbody tr", "rs => rs.map(r => r.cells[0].textContent)")
 
-            page.locator("#leaderboard-table thead th", has_text="GT-known Loc").click()
+            page.locator("#leaderboard-table thead th", has_text=re.compile(r"^\s*GT-known Loc\s*$")).click()
             first = values()
             assert first == sorted(first, reverse=True)  # numbers: best first
             assert page.get_attribute(f"#leaderboard-table thead th >> nth={column}", "aria-sort") == "descending"
-            page.locator("#leaderboard-table thead th", has_text="GT-known Loc").click()
+            page.locator("#leaderboard-table thead th", has_text=re.compile(r"^\s*GT-known Loc\s*$")).click()
             assert values() == sorted(first)
             page.locator("#leaderboard-table thead th", has_text="method").first.click()
             assert methods() == sorted(methods())  # text: A to Z

@@ -200,14 +200,31 @@ def _pair_lines(group: pd.DataFrame, spans, compared: list[str], run_dirs: dict,
     return text
 
 
+def leaderboard_table(group: pd.DataFrame, run_dirs: dict):
+    """One leaderboard's tidy rows with their interval columns, the intervals, the measures compared against the
+    best row, and the summary table (cells with intervals, the vs-best columns): the markdown's and the report's."""
+    from wsolbench import intervals as I
+
+    group, spans = I.add_intervals(group, run_dirs, INTERVAL_MEASURES)
+    compared = [m for m in I.COMPARED if group[m].notna().any()]
+    verdicts = {f"vs best ({I.COMPARED[m]})": I.vs_best(group, spans, m) for m in compared}
+    return group, spans, compared, summary_table(group, spans, verdicts)
+
+
+def collect_leaderboard_runs(runs_dir: Path) -> tuple[pd.DataFrame, list[str], dict]:
+    """The tidy rows a leaderboard shows (a swept group: its val-selected setting only), the problems, and
+    run id -> run folder."""
+    run_dirs: dict = {}
+    df, problems = collect_runs(runs_dir, run_dirs)
+    return leaderboard_rows(df, runs_dir), problems, run_dirs  # sweeps: engine/sweep.py
+
+
 def write_leaderboards(runs_dir: Path, out_dir: Path, console=None) -> list[Path]:
     """Regenerate ``out_dir`` from ``runs_dir``; returns the files written."""
     from wsolbench import intervals as I
 
     runs_dir, out_dir = Path(runs_dir), Path(out_dir)
-    run_dirs: dict = {}
-    df, problems = collect_runs(runs_dir, run_dirs)
-    df = leaderboard_rows(df, runs_dir)  # a swept group: only its val-selected setting, labelled (engine/sweep.py)
+    df, problems, run_dirs = collect_leaderboard_runs(runs_dir)
     from wsolbench.engine.launch import missing_note
 
     missing = missing_note(runs_dir)  # planned grid cells not complete yet
@@ -219,11 +236,8 @@ def write_leaderboards(runs_dir: Path, out_dir: Path, console=None) -> list[Path
     for (dataset, protocol), group in df.groupby(["dataset", "protocol"], sort=True):
         stem = f"{dataset}-{protocol}"
         csv_path, md_path = out_dir / f"{stem}.csv", out_dir / f"{stem}.md"
-        group, spans = I.add_intervals(group, run_dirs, INTERVAL_MEASURES)
+        group, spans, compared, table = leaderboard_table(group, run_dirs)
         write_text(csv_path, group.to_csv(index=False, float_format="%.4f", lineterminator="\n"))
-        compared = [m for m in I.COMPARED if group[m].notna().any()]
-        verdicts = {f"vs best ({I.COMPARED[m]})": I.vs_best(group, spans, m) for m in compared}
-        table = summary_table(group, spans, verdicts)
         reported = _reported_rows(paper, dataset)
         text = [f"# {dataset}: measured runs under the `{protocol}` protocol", "",
                 "Each row: mean ± sample standard deviation (ddof=1) over seeds, in percent; one seed shows its value.",

@@ -25,7 +25,7 @@ from wsolbench import pictures as P
 from wsolbench.engine import rundir as R
 from wsolbench.engine.atomic import write_text
 from wsolbench.errors import WsolbenchError
-from wsolbench.leaderboard import MEASURES, _reported_rows, collect_runs, reported_table, summary_table
+from wsolbench.leaderboard import MEASURES, _reported_rows, collect_leaderboard_runs, leaderboard_table, reported_table
 
 REPORT_DPI = 72  # figures are shown scaled to the page; 72 dpi keeps a page of ~10 rows near 1 MB
 SETTING_SKIP = ("run_id", "out", "num_workers", "seed", "device", "data_root")  # not settings of the row
@@ -49,17 +49,6 @@ def _data_uri(fig) -> str:
     return "data:image/png;base64," + base64.b64encode(P.png_bytes(fig, REPORT_DPI)).decode("ascii")
 
 
-def _run_dirs(runs_dir: Path) -> dict[str, Path]:
-    """run_id -> run folder (collect_runs keeps the id, not the folder)."""
-    found = {}
-    for path in sorted(Path(runs_dir).rglob(R.CONFIG)):
-        try:
-            found[json.loads(path.read_text())["run_id"]] = path.parent
-        except (OSError, ValueError, KeyError, TypeError):
-            continue  # collect_runs already reported it
-    return found
-
-
 def _metrics_for(run_dir: Path, protocol: str) -> dict:
     """The run's metrics under ``protocol``: metrics.json, or eval-PROTOCOL.json for an extra protocol."""
     primary = R.read_json(run_dir / R.METRICS)
@@ -69,18 +58,6 @@ def _metrics_for(run_dir: Path, protocol: str) -> dict:
 def _settings(run_dir: Path) -> dict:
     config = R.read_json(run_dir / R.CONFIG)
     return {k: v for k, v in sorted(config.items()) if k not in SETTING_SKIP and v not in (None, [], {})}
-
-
-def _with_intervals(table: pd.DataFrame) -> pd.DataFrame:
-    """Fold ``{measure}_low``/``{measure}_high`` columns, where the summary has them, into the measure's cell."""
-    table = table.copy()
-    for key, label in MEASURES:
-        low, high = f"{key}_low", f"{key}_high"
-        if label in table and low in table and high in table:
-            table[label] = [f"{v} [{lo:.2f}, {hi:.2f}]" if pd.notna(lo) and pd.notna(hi) else v
-                            for v, lo, hi in zip(table[label], table[low].astype(float), table[high].astype(float))]
-            table = table.drop(columns=[low, high])
-    return table
 
 
 class _Maps:
@@ -213,17 +190,17 @@ def write_reports(runs_dir: Path, out_dir: Path, console=None, *, pictures: bool
     ``warn=False``: the run folders left out are not printed again (the markdown's pass printed them).
     """
     runs_dir, out_dir = Path(runs_dir), Path(out_dir)
-    df, problems = collect_runs(runs_dir)
+    df, problems, run_dirs = collect_leaderboard_runs(runs_dir)
     for line in problems:
         if console is not None and warn:
             console.print(f"[yellow]warning:[/] {line}", highlight=False)
-    where = _run_dirs(runs_dir)
+    where = run_dirs
     maps, losses_cache = _Maps(device, pool, seed), {}
     paper = reported_table()
     written = []
     for (dataset, protocol), group in df.groupby(["dataset", "protocol"], sort=True):
         t0 = time.perf_counter()
-        table = _with_intervals(summary_table(group))
+        group, _, _, table = leaderboard_table(group, run_dirs)  # the markdown's cells: value [95% interval]
         rows, thresholds, settings = [], [], []
         for (_, _, config), members in group.groupby(["method", "backbone", "config"], sort=True):
             first = members.sort_values("seed", kind="stable").iloc[0]  # the row's pictures: its lowest seed
