@@ -461,8 +461,9 @@ def _final_evaluation(run: Run) -> tuple[list, dict, list[dict]]:
             for s in ("val", "test")}
     results = [{**p.summarize(accs["test"][i], accs["val"][i], policy=run.cfg.threshold_policy), **checks["test"].summary()}
                for i, p in enumerate(protocols)]
-    if warning(checks["test"].share()):
-        run.log(f"[yellow]{warning(checks['test'].share())}[/]")
+    message = warning(checks["test"].share())
+    if message:
+        run.log(f"[yellow]{message}[/]")
     return protocols, accs, results
 
 
