@@ -102,3 +102,23 @@ def test_install_adds_no_top_level_methods_or_protocols_package(tmp_path):
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert res.stdout.split() == ["None", "None", "True", "True"], res.stderr
+
+
+def test_plugin_option_declared_once():
+    """Only the root command declares --plugin; a --plugin after any command is moved to it."""
+    import typer.main
+
+    from wsolbench.cli import app, hoist_plugins
+    from wsolbench.cli import commands  # noqa: F401 - registers the commands
+
+    group = typer.main.get_command(app)
+
+    def owners(cmd, path):
+        found = [path] if any("--plugin" in p.opts for p in cmd.params) else []
+        for name, sub in getattr(cmd, "commands", {}).items():
+            found += owners(sub, f"{path} {name}")
+        return found
+
+    assert owners(group, "wsolbench") == ["wsolbench"]
+    assert hoist_plugins(["run", "-m", "cam", "--plugin", "a.py", "--plugin=b.py"]) == \
+        ["--plugin", "a.py", "--plugin=b.py", "run", "-m", "cam"]

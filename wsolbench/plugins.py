@@ -115,6 +115,11 @@ def load_entry_points() -> None:
                 ) from exc
 
 
+def loaded_files() -> list[Path]:
+    """The local plugin files loaded so far (passed on to the jobs of a launched grid)."""
+    return list(_loaded_files)
+
+
 def load_plugins(paths=()) -> None:
     """The built-in plugins, then each local file (the CLI's ``--plugin``)."""
     load_builtin()

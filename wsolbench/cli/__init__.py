@@ -19,18 +19,6 @@ app = typer.Typer(
 )
 err_console = Console(stderr=True)
 
-PluginOption = Annotated[
-    Optional[list[Path]],
-    typer.Option("--plugin", help="Python file registering methods, datasets, backbones or protocols (repeatable)."),
-]
-
-
-def load_plugins(paths: Optional[list[Path]]) -> None:
-    from wsolbench.plugins import load_plugins as _load
-
-    _load(paths or ())
-
-
 def _version(value: bool):
     if value:
         typer.echo(f"wsolbench {__version__}")
@@ -40,9 +28,14 @@ def _version(value: bool):
 @app.callback()
 def _root(
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,
-    plugin: PluginOption = None,
+    plugin: Annotated[Optional[list[Path]], typer.Option(
+        "--plugin", help="Python file registering methods, datasets, backbones or protocols (repeatable; "
+                         "also accepted after the command).")] = None,
 ):
-    load_plugins(plugin)
+    # The one place --plugin is declared and loaded: main() moves a --plugin given after the command here.
+    from wsolbench.plugins import load_plugins
+
+    load_plugins(plugin or ())
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
@@ -74,11 +67,27 @@ def expand_variadic(argv: list[str]) -> list[str]:
     return out
 
 
+def hoist_plugins(argv: list[str]) -> list[str]:
+    """``run -m x --plugin p.py`` -> ``--plugin p.py run -m x``: the root command loads every plugin."""
+    plugins, rest, i = [], [], 0
+    while i < len(argv):
+        if argv[i] == "--plugin" and i + 1 < len(argv):
+            plugins += argv[i:i + 2]
+            i += 2
+            continue
+        if argv[i].startswith("--plugin="):
+            plugins.append(argv[i])
+        else:
+            rest.append(argv[i])
+        i += 1
+    return plugins + rest
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry: user errors print one line on stderr and exit 2."""
     from wsolbench.cli import commands  # noqa: F401 - registers the commands on app
 
-    argv = expand_variadic(list(sys.argv[1:] if argv is None else argv))
+    argv = hoist_plugins(expand_variadic(list(sys.argv[1:] if argv is None else argv)))
     try:
         app(args=argv, standalone_mode=True)
     except _user_errors() as exc:

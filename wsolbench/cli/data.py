@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from wsolbench.cli import PluginOption, app, load_plugins
+from wsolbench.cli import app
 
 data_app = typer.Typer(help="Make and check datasets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
@@ -95,10 +95,8 @@ def check(
     metadata: Annotated[Optional[Path], typer.Option("--metadata", help="wsolevaluation metadata folder (wsoleval; cub val lists).")] = None,
     settings: Annotated[Optional[list[str]], typer.Option("--set", help="Other reader option KEY=VALUE (repeatable), e.g. class_order=devkit.")] = None,
     decode: Annotated[bool, typer.Option(help="Decode every image fully (finds truncated files; slower).")] = True,
-    plugin: PluginOption = None,
 ):
     """Validate a dataset folder: a summary, then every problem by file and line (exit 1 if any)."""
-    load_plugins(plugin)
     ds = build_dataset(dataset, root, metadata, settings or [])
     console = Console()
     console.print(_summary(ds))

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from wsolbench.cli import PluginOption, app, load_plugins
+from wsolbench.cli import app
 
 
 class Kind(str, Enum):
@@ -42,10 +42,8 @@ def _defaults_text(entry, limit: int = 6) -> str:
 def list_command(
     kind: Annotated[Kind, typer.Argument(help="What to list.")],
     pattern: Annotated[Optional[str], typer.Argument(help="Shell-style wildcard, e.g. 'i2c*'.")] = None,
-    plugin: PluginOption = None,
 ):
     """List registered methods, backbones, datasets or protocols."""
-    load_plugins(plugin)
     from wsolbench.registry import REGISTRIES
 
     registry = REGISTRIES[kind.value]

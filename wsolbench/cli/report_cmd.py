@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from wsolbench.cli import PluginOption, app, load_plugins
+from wsolbench.cli import app
 
 
 @app.command("report")
@@ -18,14 +18,12 @@ def report_command(
                                         "test images (0: no overlays, no model loaded).")] = 3,
     pool: Annotated[int, typer.Option("--pool", help="Test images drawn (seeded) to pick the best and worst from.")] = 24,
     device: Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N (for the overlays' maps).")] = "cpu",
-    plugin: PluginOption = None,
 ):
     """DATASET-PROTOCOL.html per leaderboard: the sortable table with every row's commit and settings, overlays
     of map, predicted box and ground truth on the same test images for every row, threshold curves, loss terms."""
     from wsolbench.errors import WsolbenchError
     from wsolbench.report import write_reports
 
-    load_plugins(plugin)
     if not runs.is_dir():
         raise WsolbenchError(f"{runs}: no such folder of runs")
     if images < 0 or pool < 1:

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-from wsolbench.cli import PluginOption, app, load_plugins
+from wsolbench.cli import app
 
 # The main job: every seed method and the trivial baselines, a small backbone, the synthetic set.
 MAIN_JOB_METHODS = ["center-box", "full-image", "cam", "acol-simplified", "i2c-sc", "i2c", "i2c-bpgc"]
@@ -59,7 +59,6 @@ def run_command(
     slurm: Annotated[Optional[str], _opt("--launcher slurm resources: partition=P,gpus=N,time=HH:MM:SS,"
                                          "array-parallelism=N (also cpus, mem, account, qos, constraint).", "--slurm")] = None,
     cluster_config: Annotated[Optional[Path], _opt("TOML file whose [slurm] table gives the --slurm keys.", "--cluster-config")] = None,
-    plugin: PluginOption = None,
 ):
     """Train and evaluate method x backbone x dataset x seed; complete runs are skipped."""
     from wsolbench.engine.defaults import run_defaults
@@ -69,7 +68,6 @@ def run_command(
     from wsolbench.engine.rundir import CONFIG, read_json
     from wsolbench.engine.train import Interrupted, train_and_evaluate
 
-    load_plugins(plugin)
     is_main = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 speaks and writes
     console = Console(quiet=not is_main)
     try:
@@ -103,9 +101,10 @@ def run_command(
         configs = list({c.run_id(): c for c in configs}.values())  # a method without the swept key: once
         if launcher is not None or slurm is not None or cluster_config is not None or max_parallel is not None:
             from wsolbench.engine.launch import launch_grid, parse_slurm
+            from wsolbench.plugins import loaded_files
 
             results = launch_grid(configs, launcher or "", console, max_parallel=max_parallel,
-                                  slurm=parse_slurm(slurm, cluster_config), plugins=plugin or ())
+                                  slurm=parse_slurm(slurm, cluster_config), plugins=loaded_files())
         else:
             results = run_grid(configs, console, show_progress=not no_progress)
         if len(grid) > 1 and is_main:
@@ -190,12 +189,10 @@ def eval_command(
                                              "(gradcam, gradcampp, scorecam, ...): eval-PROTOCOL-EXPLAINER.json.", "--explainer")] = None,
     explainer_layer: Annotated[Optional[str], _opt("Explainer target layer, a module name of the method "
                                                    "(default: backbone).", "--explainer-layer")] = None,
-    plugin: PluginOption = None,
 ):
     """Re-evaluate a trained run (optionally under another protocol or through an explainer); writes eval-PROTOCOL[-EXPLAINER].json."""
     from wsolbench.engine.reeval import reevaluate
 
-    load_plugins(plugin)
     console = Console()
     name = reevaluate(run_dir, protocol=protocol, policy=policy, save_maps=save_maps, device=device,
                       explainer=explainer, explainer_layer=explainer_layer)

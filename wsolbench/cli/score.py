@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from wsolbench.cli import PluginOption, app, load_plugins
+from wsolbench.cli import app
 
 METRIC_NAMES = {
     "top1_cls": "Top-1 Cls", "top5_cls": "Top-5 Cls", "top1_loc": "Top-1 Loc", "top5_loc": "Top-5 Loc",
@@ -26,13 +26,11 @@ def score(
     interval: Annotated[Optional[float], typer.Option(help="threshold step (wsoleval: 0.001, cub/ilsvrc: 0.01)")] = None,
     multi_contour: Annotated[Optional[bool], typer.Option("--multi-contour/--largest", help="box rule: all regions or the largest")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the numbers as JSON")] = False,
-    plugin: PluginOption = None,
 ):
     """Score localization maps from any tool under a protocol; prints a table (or JSON with --json)."""
     from wsolbench.protocols.maps_file import accumulate, load_maps_file
     from wsolbench.registry import PROTOCOLS
 
-    load_plugins(plugin)
     kwargs = {}
     if interval is not None:
         kwargs["interval"] = interval

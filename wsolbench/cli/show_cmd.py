@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from wsolbench.cli import PluginOption, app, load_plugins
+from wsolbench.cli import app
 
 SplitOption = Annotated[str, typer.Option("--split", help="Split to draw: test, val or train.")]
 SeedOption = Annotated[int, typer.Option("--seed", help="Seed of the image choice.")]
@@ -22,14 +22,12 @@ def show_command(
                                                 "the curves and losses go beside it as NAME-curves.png, NAME-losses.png.")] = None,
     seed: SeedOption = 0,
     device: DeviceOption = "auto",
-    plugin: PluginOption = None,
 ):
     """A grid of images with the true class's map, ground truth (green) and predicted box (red), the
     localization accuracy against threshold (val and test) with the run's chosen threshold marked, and the
     training loss terms (CE, SC, GC, ...) against the step from steps.jsonl."""
     from wsolbench import pictures as P
 
-    load_plugins(plugin)
     P.check_split(split)  # bad options and a missing or unfinished run fail before the model is built
     P.pick_images(1, n, seed)
     P.read_finished_run(run_dir)
@@ -59,13 +57,11 @@ def compare_command(
                                                 "beside the first run folder).")] = None,
     seed: SeedOption = 0,
     device: DeviceOption = "auto",
-    plugin: PluginOption = None,
 ):
     """The same images side by side: each run's map and predicted box, with the shared ground truth."""
     from wsolbench import pictures as P
     from wsolbench.errors import WsolbenchError
 
-    load_plugins(plugin)
     P.check_split(split)
     P.pick_images(1, n, seed)
     configs = [P.read_finished_run(d)[0] for d in (run_a, run_b)]
