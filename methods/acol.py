@@ -1,5 +1,9 @@
 """ACoL-simplified (Zhang et al., CVPR 2018, without the erasing branch): the head I2C builds on.
 
+Registered as ``acol-simplified`` so it is not read against full ACoL's reported numbers (full
+ACoL adds an adversarial erasing branch, threshold 0.7, that this head does not have); ``acol``,
+the old name, is an alias that resolves to the same entry (same run ids, one leaderboard row).
+
 Head (DESIGN.md section 4): dropout -> conv3x3(D, width) + ReLU -> dropout -> conv3x3(width,
 width) + ReLU -> dropout -> conv1x1(width, C). The logits are the global average of the C class
 maps and the map of class y is channel y. Dropout is element-wise, p = 0.5; ``head_width``
@@ -45,7 +49,11 @@ class ACoLHead(nn.Sequential):
         )
 
 
-@register_method("acol", description="ACoL-simplified: three-conv class-map head, no erasing branch")
+@register_method(
+    "acol-simplified",
+    aliases=("acol",),
+    description="ACoL-simplified (the I2C paper's head): three-conv class-map head, no erasing branch; not full ACoL",
+)
 class ACoL(Method):
     Config = ACoLConfig
 

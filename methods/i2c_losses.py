@@ -114,3 +114,8 @@ def momentum_update(
     moved = (1 - eta) * centers + eta * means.to(centers.dtype)
     centers.copy_(torch.where(present[:, None], moved, centers))
     updates.add_(present.long())
+
+
+def scale_gradient(x: torch.Tensor, scale) -> torch.Tensor:
+    """``x`` in the forward pass; its gradient multiplied by ``scale`` in the backward pass."""
+    return x.detach() + (x - x.detach()) * scale

@@ -1,12 +1,21 @@
 """Accumulator of one split, in the torchmetrics style: update per batch, merge, sync, state_dict.
 
-Every state is a counter or a histogram (``STATE_REDUCTIONS`` declares each one's reduction: a sum), so memory
-does not grow with the number of images and a distributed all-reduce is generic:
+``STATE_REDUCTIONS`` declares each state's reduction, so merge and a distributed sync stay generic.
+Sums (memory does not grow with the number of images):
 
 - ``n_images``; ``gt_known`` (I x T): maps whose box reaches IoU iou_thresholds[i] at thresholds[t];
 - ``n_labeled``, ``top1_cls``, ``top5_cls``; ``top1_loc`` / ``top5_loc`` (T): class right and box at IoU 0.5;
 - ``n_masks``, ``mask_pos_hist`` / ``mask_neg_hist`` (T + 2): map values of object / background pixels over
   the bin edges [thresholds..., 1, 2, 3] (wsolevaluation's PxAP).
+
+Per-image rows ("cat": concatenated in order; one row per image, for the bootstrap in ``wsolbench.stats``):
+
+- ``img_index``: the image's position in its split (-1 when the caller gave none);
+- ``img_hits`` (N x I x ceil(T/8), bits packed along T): the box reaches IoU i at threshold t;
+- ``img_labeled``, ``img_top1``, ``img_top5``: a classification was scored, true class first / in the top 5;
+- ``img_top5_hits`` (N x ceil(T/8)): the matching top-5 class's box at IoU 0.5 (Top-5 Loc; 0 outside the top 5).
+10,000 images x 3 IoUs x 1,000 thresholds take 3.9 MB. PxAP keeps no per-image rows (its histograms would
+take 2 x (T + 2) floats per image), so PxAP has no interval.
 """
 from __future__ import annotations
 
@@ -24,6 +33,8 @@ STATE_REDUCTIONS = {
     "n_images": "sum", "gt_known": "sum",
     "n_labeled": "sum", "top1_cls": "sum", "top5_cls": "sum", "top1_loc": "sum", "top5_loc": "sum",
     "n_masks": "sum", "mask_pos_hist": "sum", "mask_neg_hist": "sum",
+    "img_index": "cat", "img_hits": "cat", "img_labeled": "cat", "img_top1": "cat", "img_top5": "cat",
+    "img_top5_hits": "cat",
 }
 
 
@@ -49,6 +60,9 @@ class LocalizationAccumulator:
             "n_images": z(), "gt_known": z(n_i, n_t),
             "n_labeled": z(), "top1_cls": z(), "top5_cls": z(), "top1_loc": z(n_t), "top5_loc": z(n_t),
             "n_masks": z(), "mask_pos_hist": z(n_t + 2, dtype=torch.float64), "mask_neg_hist": z(n_t + 2, dtype=torch.float64),
+            "img_index": z(0), "img_hits": z(0, n_i, (n_t + 7) // 8, dtype=torch.uint8),
+            "img_labeled": z(0, dtype=torch.bool), "img_top1": z(0, dtype=torch.bool), "img_top5": z(0, dtype=torch.bool),
+            "img_top5_hits": z(0, (n_t + 7) // 8, dtype=torch.uint8),
         }
 
     def __getattr__(self, name: str):
@@ -58,8 +72,9 @@ class LocalizationAccumulator:
         raise AttributeError(name)
 
     # --- one batch -------------------------------------------------------------------------------
-    def update(self, maps, image_sizes, boxes, labels=None, top5=None, top5_maps=None, masks=None) -> None:
-        """Add a batch; see ``wsolbench.protocols.presets`` for the argument shapes."""
+    def update(self, maps, image_sizes, boxes, labels=None, top5=None, top5_maps=None, masks=None, indices=None) -> None:
+        """Add a batch; see ``wsolbench.protocols.presets`` for the argument shapes. ``indices``: each image's
+        position in its split (kept with its per-image row; a distributed sync orders the rows by it)."""
         maps = _numpy(maps)
         sizes = _numpy(image_sizes).astype(np.int64)
         if maps.ndim != 3:
@@ -74,9 +89,16 @@ class LocalizationAccumulator:
         top5_maps = None if top5_maps is None else _numpy(top5_maps)
         if masks is not None and len(masks) != n:
             raise WsolbenchError(f"masks must hold one mask per map ({n}), got {len(masks)}")
+        indices = -np.ones(n, np.int64) if indices is None else _numpy(indices).astype(np.int64).reshape(-1)
+        if indices.shape != (n,):
+            raise WsolbenchError(f"indices must hold one index per map ({n}), got {indices.size}")
         gt_known = np.zeros(self.states["gt_known"].shape, np.int64)
         top1_loc = np.zeros(len(self.thresholds), np.int64)
         top5_loc = np.zeros(len(self.thresholds), np.int64)
+        n_t = len(self.thresholds)
+        img_hits = np.zeros((n, len(self.iou_thresholds), n_t), bool)
+        img_top5_hits = np.zeros((n, n_t), bool)
+        img_flags = np.zeros((3, n), bool)  # labeled, top1, top5
         i05 = self.protocol.iou05_index
         for b in range(n):
             height, width = int(sizes[b, 0]), int(sizes[b, 1])
@@ -86,11 +108,14 @@ class LocalizationAccumulator:
             scoremap = self.protocol.prepare_map(maps[b], height, width)  # once: the boxes and PxAP share it
             hits = self.protocol.hits(maps[b], height, width, gt, scoremap)  # (I, T) bool
             gt_known += hits
+            img_hits[b] = hits
             if labels is not None and top5 is not None:
                 label, ranked = labels[b], top5[b]
                 in_top5 = np.flatnonzero(ranked == label)
                 self.states["n_labeled"] += 1
+                img_flags[0, b] = True
                 if ranked[0] == label:
+                    img_flags[1, b] = True
                     self.states["top1_cls"] += 1
                     top1_loc += hits[i05]
                 if in_top5.size:
@@ -102,6 +127,8 @@ class LocalizationAccumulator:
                     else:
                         class_hits = hits[i05]
                     top5_loc += class_hits
+                    img_flags[2, b] = True
+                    img_top5_hits[b] = class_hits
             if masks is not None and masks[b] is not None:
                 pos, neg = self.protocol.mask_histograms(maps[b], height, width, _numpy(masks[b]), b, scoremap)
                 self.states["mask_pos_hist"] += torch.from_numpy(pos)
@@ -111,6 +138,12 @@ class LocalizationAccumulator:
         self.states["gt_known"] += torch.from_numpy(gt_known)
         self.states["top1_loc"] += torch.from_numpy(top1_loc)
         self.states["top5_loc"] += torch.from_numpy(top5_loc)
+        rows = {"img_index": torch.from_numpy(indices), "img_hits": torch.from_numpy(np.packbits(img_hits, axis=-1)),
+                "img_labeled": torch.from_numpy(img_flags[0]), "img_top1": torch.from_numpy(img_flags[1]),
+                "img_top5": torch.from_numpy(img_flags[2]),
+                "img_top5_hits": torch.from_numpy(np.packbits(img_top5_hits, axis=-1))}
+        for key, value in rows.items():
+            self.states[key] = torch.cat([self.states[key], value])
 
     # --- combining -------------------------------------------------------------------------------
     def _check_same(self, other: "LocalizationAccumulator") -> None:
@@ -118,10 +151,24 @@ class LocalizationAccumulator:
             raise WsolbenchError("cannot merge accumulators of different protocol settings")
 
     def merge(self, other: "LocalizationAccumulator") -> "LocalizationAccumulator":
+        """Add ``other``'s counts; its per-image rows go after this one's (merge shards in their order)."""
         self._check_same(other)
         for key in self.states:
-            self.states[key] = self.states[key] + other.states[key]
+            if STATE_REDUCTIONS[key] == "cat":
+                self.states[key] = torch.cat([self.states[key], other.states[key]])
+            else:
+                self.states[key] = self.states[key] + other.states[key]
         return self
+
+    def per_image(self) -> dict[str, np.ndarray]:
+        """The per-image rows as numpy arrays, bits unpacked: hits (N x I x T), labeled, top1, top5 (N),
+        top5_hits (N x T), index (N)."""
+        n_t = len(self.thresholds)
+        s = self.states
+        return {"index": s["img_index"].numpy(), "labeled": s["img_labeled"].numpy(), "top1": s["img_top1"].numpy(),
+                "top5": s["img_top5"].numpy(),
+                "hits": np.unpackbits(s["img_hits"].numpy(), axis=-1, count=n_t).astype(bool),
+                "top5_hits": np.unpackbits(s["img_top5_hits"].numpy(), axis=-1, count=n_t).astype(bool)}
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {k: v.clone() for k, v in self.states.items()}
@@ -131,12 +178,17 @@ class LocalizationAccumulator:
             if key not in state:
                 raise WsolbenchError(f"accumulator state is missing '{key}'")
             new = torch.as_tensor(state[key], dtype=value.dtype)
-            if new.shape != value.shape:
+            per_image = STATE_REDUCTIONS[key] == "cat"  # any number of rows
+            if (new.shape[1:] if per_image else new.shape) != (value.shape[1:] if per_image else value.shape):
                 raise WsolbenchError(f"accumulator state '{key}' has shape {tuple(new.shape)}, expected {tuple(value.shape)}")
             self.states[key] = new.clone()
 
     def sync(self) -> None:
-        """Sum the states over all processes when torch.distributed is initialized (else nothing)."""
+        """Combine the states of all processes when torch.distributed is initialized (else nothing).
+
+        Sums are all-reduced. Per-image rows are gathered on every rank and put in split order: by
+        ``img_index`` when every row has one, else as ``D.shard`` deals images (rank r's j-th row is image
+        r + j x world size)."""
         import torch.distributed as dist
 
         if not (dist.is_available() and dist.is_initialized()):
@@ -144,7 +196,17 @@ class LocalizationAccumulator:
         # NCCL reduces CUDA tensors only
         device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
         for key, value in self.states.items():
-            assert STATE_REDUCTIONS[key] == "sum"
-            reduced = value.to(device)
-            dist.all_reduce(reduced, op=dist.ReduceOp.SUM)
-            self.states[key] = reduced.cpu()
+            if STATE_REDUCTIONS[key] == "sum":
+                reduced = value.to(device)
+                dist.all_reduce(reduced, op=dist.ReduceOp.SUM)
+                self.states[key] = reduced.cpu()
+        rows = {k: v.numpy() for k, v in self.states.items() if STATE_REDUCTIONS[k] == "cat"}
+        parts: list = [None] * dist.get_world_size()
+        dist.all_gather_object(parts, rows)
+        index = np.concatenate([p["img_index"] for p in parts])
+        if (index < 0).any():  # no indices given: the strided shards' deal order
+            world = len(parts)
+            index = np.concatenate([rank + world * np.arange(len(p["img_index"])) for rank, p in enumerate(parts)])
+        order = np.argsort(index, kind="stable")
+        for key in rows:
+            self.states[key] = torch.from_numpy(np.concatenate([p[key] for p in parts])[order])

@@ -218,7 +218,9 @@ def test_torchrun_trains_and_only_rank_0_writes(torchrun_run):
     config = json.loads((run_dir / R.CONFIG).read_text())
     extra = [f"eval-{name}.json" for name in config["extra_protocols"]]  # the synthetic set's defaults add wsoleval
     files = sorted(p.name for p in run_dir.iterdir())  # and no temp files
-    assert files == sorted([R.CONFIG, R.ENV, R.STEPS, R.EPOCHS, R.CHECKPOINT, R.METRICS, R.TIMES, *extra])
+    records = [f"per-image-{name}.npz" for name in (config["resolved_protocol"], *config["extra_protocols"])]
+    assert files == sorted([R.CONFIG, R.ENV, R.STEPS, R.EPOCHS, R.CHECKPOINT, R.METRICS, R.TIMES, "val.json",
+                            *extra, *records])
     assert (config["world_size"], config["batch_size"], config["batch_per_process"]) == (WORLD, BATCH, BATCH // WORLD)
     # 24 train images = 4 classes x 3 pairs -> 12 pairs, 4 per global batch -> 3 steps an epoch, each logged once
     steps = [json.loads(line) for line in (run_dir / R.STEPS).read_text().splitlines()]
@@ -245,10 +247,15 @@ def test_torchrun_metrics_equal_single_process_eval_exactly(torchrun_run, tmp_pa
     run_dir = Path(shutil.copytree(torchrun_run[1], tmp_path / "run"))  # eval writes into the run folder
     distributed = {"cub": _numbers(run_dir / R.METRICS), "wsoleval": _numbers(run_dir / "eval-wsoleval.json")}
     for protocol, numbers in distributed.items():
+        with np.load(run_dir / f"per-image-{protocol}.npz") as z:  # the per-image rows gathered on rank 0
+            rows = {k: z[k] for k in z.files}
         name = reevaluate(run_dir, protocol=protocol, device="cpu")  # one process, the same checkpoint
         single = _numbers(run_dir / name)
         assert {"pxap", "curves", "threshold", "n_images", "protocol"} <= set(single)
         assert single == {k: numbers[k] for k in single}, protocol  # metrics.json adds the run's facts
+        with np.load(run_dir / f"per-image-{protocol}.npz") as z:  # the same rows, in split order
+            assert rows.keys() == set(z.files) and all(np.array_equal(rows[k], z[k]) for k in rows), protocol
+        assert len(rows["test_image_ids"]) == numbers["n_images"] and "" not in rows["test_image_ids"]
 
 
 def test_sharded_reevaluation_with_maps_equals_one_process(spawned):

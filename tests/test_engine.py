@@ -2,6 +2,7 @@
 a run interrupted by Ctrl-C and resumed ends exactly where an uninterrupted run ends."""
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -39,7 +40,7 @@ def test_every_method_trains_logs_and_evaluates(synth, tmp_path):
 
     load_builtin()
     methods = METHODS.names()
-    assert {"cam", "acol", "i2c-sc", "i2c", "i2c-bpgc", "center-box", "full-image"} <= set(methods)
+    assert {"cam", "acol-simplified", "i2c-sc", "i2c", "i2c-bpgc", "center-box", "full-image"} <= set(methods)
     for name in methods:
         extra = {"loss_start_epoch": 0} if name.startswith("i2c") else {}
         cfg = tiny(synth, tmp_path, name)
@@ -54,7 +55,8 @@ def test_every_method_trains_logs_and_evaluates(synth, tmp_path):
         assert 0 <= wsoleval["maxboxacc_v2"] <= 100 and 0 <= wsoleval["pxap"] <= 100
         if METHODS.get(name).obj.needs_backbone:
             steps = read_jsonl(run_dir / R.STEPS)
-            assert len(steps) == 3  # 4 classes x 8 images, 20 % held out for val -> 28 train images, batch 8
+            # 4 classes x 8 images, a third (3 a class) held out for val -> 20 train images, batch 8
+            assert len(steps) == (_paired_batches(synth, 8) if METHODS.get(name).obj.batch_shape == "class-paired" else 2)
             expected_terms = {"cls", "sc", "gc"} if name in ("i2c", "i2c-bpgc", "i2c-released") else None
             for record in steps:
                 terms = {k for k in record if k not in ("epoch", "step", "global_step", "lr", "loss", "images_per_s")}
@@ -68,6 +70,16 @@ def test_every_method_trains_logs_and_evaluates(synth, tmp_path):
             assert len(read_jsonl(run_dir / R.EPOCHS)) == 1
         else:
             assert "top1_cls" not in metrics or metrics["top1_cls"] is None
+
+
+def _paired_batches(synth, batch_size, images_per_class=2):
+    """Batches an epoch of the class-paired sampler over the synthetic train split (it keeps every class's pairs)."""
+    from wsolbench.data.sampler import ClassPairedBatchSampler
+    from wsolbench.data.validate import ensure_valid
+    from wsolbench.registry import DATASETS
+
+    train = ensure_valid(DATASETS.build("synthetic", root=Path(synth)), ("train",))["train"]
+    return len(ClassPairedBatchSampler([s.label for s in train], batch_size // images_per_class, images_per_class))
 
 
 def _numbers(run_dir):

@@ -34,10 +34,15 @@ def test_grid_skips_complete_runs_and_leaderboard_matches_run_folders(synth, tmp
     assert len(metrics_files) == 4
     stamps = {p: p.stat().st_mtime_ns for p in metrics_files}
     configs = [json.loads((p.parent / "config.json").read_text()) for p in metrics_files]
-    assert {(c["method"], c["seed"]) for c in configs} == {("cam", 0), ("cam", 1), ("acol", 0), ("acol", 1)}
-    assert all(("head_width" in c["method_settings"]) == (c["method"] == "acol") for c in configs)
+    # asked as acol (the alias), run and named as acol-simplified
+    assert {(c["method"], c["seed"]) for c in configs} == {("cam", 0), ("cam", 1), ("acol-simplified", 0), ("acol-simplified", 1)}
+    assert all(("head_width" in c["method_settings"]) == (c["method"] == "acol-simplified") for c in configs)
+    assert not list(runs.rglob("acol__*"))
 
     code, out, err = run_cli(*grid_args(synth, runs))  # the same grid again: nothing is redone
+    assert code == 0 and out.count("complete, skipped") == 4
+    canonical = [a if a != "acol" else "acol-simplified" for a in grid_args(synth, runs)]
+    code, out, err = run_cli(*canonical)  # the canonical name asks for the very same runs
     assert code == 0 and out.count("complete, skipped") == 4
     assert {p: p.stat().st_mtime_ns for p in metrics_files} == stamps
 
@@ -45,7 +50,7 @@ def test_grid_skips_complete_runs_and_leaderboard_matches_run_folders(synth, tmp
     assert code == 0, err
     tidy = pd.read_csv(boards / "synthetic-cub.csv")
     md = (boards / "synthetic-cub.md").read_text()
-    for method in ("cam", "acol"):
+    for method in ("cam", "acol-simplified"):
         values = [json.loads(p.read_text()) for p in metrics_files if f"/{method}__" in str(p)]
         assert len(values) == 2 and len(tidy[tidy.method == method]) == 2
         for key in ("gt_known_loc", "top1_loc", "top1_cls"):
@@ -60,6 +65,23 @@ def test_grid_skips_complete_runs_and_leaderboard_matches_run_folders(synth, tmp
     first = {p.name: p.read_bytes() for p in boards.iterdir()}
     run_cli("leaderboard", "--runs", runs, "--out", boards)
     assert {p.name: p.read_bytes() for p in boards.iterdir()} == first  # regeneration is deterministic
+
+
+def test_a_run_made_under_the_old_name_acol_is_the_acol_simplified_row(synth, tmp_path):
+    """Run folders written before the rename (method "acol" in config.json) join the canonical row."""
+    from wsolbench.engine.runconfig import RunConfig
+    from wsolbench.engine.train import train_and_evaluate
+    from wsolbench.leaderboard import collect_runs, summary_table
+
+    base = dict(backbone="test_resnet", output_stride=8, dataset="synthetic", data_root=str(synth), epochs=1,
+                batch_size=8, lr=0.01, input_size=32, out=str(tmp_path), method_settings={"head_width": 16})
+    old = train_and_evaluate(RunConfig(method="acol", seed=0, **base), show_progress=False)
+    new = train_and_evaluate(RunConfig(method="acol-simplified", seed=1, **base), show_progress=False)
+    assert old.name.startswith("acol__") and new.name.startswith("acol-simplified__")
+    tidy, problems = collect_runs(tmp_path)
+    assert not problems and set(tidy.method) == {"acol-simplified"} and tidy.config.nunique() == 1
+    table = summary_table(tidy)
+    assert len(table) == 1 and table.iloc[0]["seeds (n)"] == "0,1 (2)"
 
 
 def test_leaderboard_reports_and_skips_broken_run_folders(synth, tmp_path, run_cli):

@@ -51,3 +51,43 @@ def test_variants_are_one_class_with_other_defaults(reg):
     assert reg.build("i2c-sc", use_gc=True).use_gc is True  # explicit arguments win over the variant's defaults
     assert reg.get("cam").description == "Class activation mapping."
     assert reg.build("cam", size=3) == ("cam", 3)
+
+
+def test_an_alias_is_the_same_entry_under_its_canonical_name(reg):
+    @reg.register("acol-simplified", aliases=("acol",))
+    class Head:
+        pass
+
+    assert reg.get("acol") is reg.get("acol-simplified") and reg.get("acol").name == "acol-simplified"
+    assert reg.canonical("acol") == "acol-simplified" and "acol" in reg
+    assert "acol" not in reg.names() and reg.aliases() == {"acol": "acol-simplified"}
+    with pytest.raises(RegistryError, match="widget 'acol' is already registered"):
+        reg.register("acol")(object)
+    with pytest.raises(RegistryError, match="unknown widget 'acool'.*acol"):
+        reg.get("acool")
+
+
+def test_the_registry_imports_nothing_of_the_project():
+    """The registry is plain data the loader (wsolbench.plugins) fills: no import back."""
+    import ast
+    import inspect
+
+    import wsolbench.registry as registry
+
+    tree = ast.parse(inspect.getsource(registry))
+    imported = [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+    imported += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+    assert not [m for m in imported if m and m.startswith("wsolbench")], imported
+    # and yet a lookup of a built-in name works from a bare import: the loader set the fill hook
+    assert registry.METHODS.fill is not None and registry.METHODS.get("i2c").name == "i2c"
+
+
+def test_list_methods_shows_the_alias_and_the_provenance_of_lambda2(run_cli):
+    code, out, err = run_cli("list", "methods", "acol*")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert any("acol-simplified" in line and "no erasing branch" in line for line in lines)
+    assert any(line.startswith("│ acol ") and "alias of acol-simplified" in line for line in lines), out
+    code, out, err = run_cli("list", "methods", "i2c")
+    assert code == 0, err
+    assert "lambda2=0.01 (reference code's default, not the paper's; paper: robust from 1e-4 to 0.1)" in out

@@ -15,13 +15,16 @@ import pandas as pd
 
 from wsolbench.engine import rundir as R
 from wsolbench.engine.atomic import write_text
+from wsolbench.engine.sweep import leaderboard_rows
 
 MEASURES = [("top1_loc", "Top-1 Loc"), ("top5_loc", "Top-5 Loc"), ("gt_known_loc", "GT-known Loc"),
             ("maxboxacc_v2", "MaxBoxAccV2"), ("top1_cls", "Top-1 Cls")]
 REPORTED_METRICS = {"top1_loc_err": "top1_loc", "top5_loc_err": "top5_loc", "gt_known_loc_err": "gt_known_loc",
                     "top1_cls_err": "top1_cls", "top5_cls_err": "top5_cls"}
+INTERVAL_MEASURES = [*[m for m, _ in MEASURES], "maxboxacc", "top5_cls"]  # PxAP: no per-image rows, no interval
 TIDY_COLUMNS = ["dataset", "protocol", "method", "backbone", "config", "seed", "policy", "threshold", "box_rule",
-                "epochs", *[m for m, _ in MEASURES], "maxboxacc", "top5_cls", "pxap", "commit", "run_id"]
+                "epochs", *[m for m, _ in MEASURES], "maxboxacc", "top5_cls", "pxap", "commit", "run_id",
+                *[f"{m}_{side}" for m in INTERVAL_MEASURES for side in ("low", "high")]]  # 95% bootstrap interval
 
 
 def _read_metrics(path: Path, run_id: str, problems: list[str]) -> dict | None:
@@ -39,11 +42,13 @@ def _read_metrics(path: Path, run_id: str, problems: list[str]) -> dict | None:
     return metrics
 
 
-def collect_runs(runs_dir: Path) -> tuple[pd.DataFrame, list[str]]:
+def collect_runs(runs_dir: Path, run_dirs: dict | None = None) -> tuple[pd.DataFrame, list[str]]:
     """The tidy table (one row per complete run and protocol) and one problem line per file left out.
 
     A run's ``metrics.json`` (its own protocol) marks it complete; its ``eval-PROTOCOL.json`` files (extra
     protocols scored from the same maps, or ``wsolbench eval``) add rows under their protocols.
+    ``run_dirs``: filled with run_id -> run folder. The ``_low`` / ``_high`` columns are filled by
+    ``wsolbench.intervals.add_intervals``.
     """
     rows, problems = [], []
     for config_path in sorted(Path(runs_dir).rglob(R.CONFIG)):
@@ -57,17 +62,22 @@ def collect_runs(runs_dir: Path) -> tuple[pd.DataFrame, list[str]]:
         primary = _read_metrics(run_dir / R.METRICS, run_id, problems)
         if primary is None:
             continue
+        config = {**config, "method": canonical_method(config["method"])}  # an old run under an alias: one row
+        if run_dirs is not None:
+            run_dirs[run_id] = run_dir
         identity = {k: v for k, v in config.items() if k not in ("seed", "run_id", "out", "num_workers")}
         config_id = hashlib.sha1(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:8]
         all_metrics = [primary]
         for extra in sorted(run_dir.glob("eval-*.json")):
             metrics = _read_metrics(extra, run_id, problems)
-            same = metrics and (metrics.get("protocol"), metrics.get("policy")) == (primary.get("protocol"), primary.get("policy"))
+            same = metrics and not metrics.get("explainer") and \
+                (metrics.get("protocol"), metrics.get("policy")) == (primary.get("protocol"), primary.get("policy"))
             if metrics is not None and not same:
                 all_metrics.append(metrics)
         for metrics in all_metrics:
             row = {
-                "dataset": config["dataset"], "protocol": metrics.get("protocol"), "method": config["method"],
+                "dataset": config["dataset"], "protocol": metrics.get("protocol"),
+                "method": config["method"] + (f" + {metrics['explainer']}" if metrics.get("explainer") else ""),
                 "backbone": config["backbone"], "seed": config["seed"], "policy": metrics.get("policy"),
                 "threshold": metrics.get("threshold"), "box_rule": metrics.get("box_rule"),
                 "epochs": config.get("epochs"), "commit": metrics.get("commit"), "run_id": run_id,
@@ -79,6 +89,16 @@ def collect_runs(runs_dir: Path) -> tuple[pd.DataFrame, list[str]]:
     df = pd.DataFrame(rows, columns=TIDY_COLUMNS)
     return df.sort_values(["dataset", "protocol", "method", "backbone", "config", "seed"], kind="stable",
                           ignore_index=True), problems
+
+
+def canonical_method(name: str) -> str:
+    """A method alias (``acol``) as its registered name (``acol-simplified``); an unknown name as it is."""
+    from wsolbench.registry import METHODS, RegistryError
+
+    try:
+        return METHODS.canonical(name)
+    except RegistryError:  # e.g. a plugin method whose plugin is not loaded now
+        return name
 
 
 def reported_table() -> pd.DataFrame:
@@ -110,13 +130,24 @@ def _threshold(group: pd.DataFrame) -> str:
     return f"{span} ({policy})"
 
 
-def summary_table(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per method x backbone x config: mean ± sample std (ddof=1) over seeds."""
+def _span(value: str, span) -> str:
+    """``61.25 [54.0, 68.5]``; ``[-]`` when the row has a value but no per-image records."""
+    if value == "-":
+        return value
+    return f"{value} [-]" if span is None else f"{value} [{span[0]:.1f}, {span[1]:.1f}]"
+
+
+def summary_table(df: pd.DataFrame, table=None, verdicts: dict | None = None) -> pd.DataFrame:
+    """One row per method x backbone x config: mean ± sample std (ddof=1) over seeds, with the row's 95%
+    bootstrap interval when ``table`` (``wsolbench.intervals.TableIntervals``) has it; ``verdicts``: extra
+    columns, {column: {config: text}}."""
     rows = []
     for (method, backbone, config), group in df.groupby(["method", "backbone", "config"], sort=True):
         row = {"method": method, "backbone": backbone}
         for key, label in MEASURES:
-            row[label] = _fmt(group[key])
+            row[label] = _fmt(group[key]) if table is None else _span(_fmt(group[key]), table.span(config, key))
+        for column, by_config in (verdicts or {}).items():
+            row[column] = by_config.get(config, "-")
         row["threshold (policy)"] = _threshold(group)
         row["seeds (n)"] = f"{','.join(str(s) for s in sorted(group['seed']))} ({len(group)})"
         row["epochs"] = ",".join(str(e) for e in sorted(set(group["epochs"])))
@@ -139,11 +170,65 @@ def _reported_rows(reported: pd.DataFrame, dataset: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _label(rows: pd.DataFrame) -> dict[str, str]:
+    """config -> ``method/backbone`` (with the config id where two configs share both)."""
+    base = {c: f"{g['method'].iloc[0]}/{g['backbone'].iloc[0]}" for c, g in rows.groupby("config")}
+    counts = pd.Series(list(base.values())).value_counts()
+    return {c: name if counts[name] == 1 else f"{name} [{c}]" for c, name in base.items()}
+
+
+def _pair_lines(group: pd.DataFrame, spans, compared: list[str], run_dirs: dict, console, title: str) -> list[str]:
+    """The markdown section (and console lines) of paired differences among trained rows."""
+    from wsolbench import intervals as I
+
+    # trained: every seed of the row ran at least one epoch (epochs.jsonl has a line)
+    trained = {c for c, g in group.groupby("config")
+               if all((Path(run_dirs[r]) / R.EPOCHS).is_file() and (Path(run_dirs[r]) / R.EPOCHS).stat().st_size
+                      for r in g["run_id"] if r in run_dirs)}
+    labels = _label(group)
+    text = []
+    for measure in compared:
+        yes, no = I.significant_pairs(group, spans, measure, trained, labels)
+        if not yes and not no:
+            continue
+        name = I.COMPARED[measure]
+        text += [f"## Paired differences among trained rows: {name} (row - row, 95% interval, same test images)", ""]
+        for heading, lines in (("Significant at 95%", yes), ("Not distinguishable", no)):
+            text += [f"{heading}: none", ""] if not lines else [f"{heading}:", "", *[f"- {line}" for line in lines], ""]
+        if console is not None:
+            console.print(f"{title}, {name}: significant differences: {'; '.join(yes) or 'none'}", highlight=False)
+    return text
+
+
+def leaderboard_table(group: pd.DataFrame, run_dirs: dict):
+    """One leaderboard's tidy rows with their interval columns, the intervals, the measures compared against the
+    best row, and the summary table (cells with intervals, the vs-best columns): the markdown's and the report's."""
+    from wsolbench import intervals as I
+
+    group, spans = I.add_intervals(group, run_dirs, INTERVAL_MEASURES)
+    compared = [m for m in I.COMPARED if group[m].notna().any()]
+    verdicts = {f"vs best ({I.COMPARED[m]})": I.vs_best(group, spans, m) for m in compared}
+    return group, spans, compared, summary_table(group, spans, verdicts)
+
+
+def collect_leaderboard_runs(runs_dir: Path) -> tuple[pd.DataFrame, list[str], dict]:
+    """The tidy rows a leaderboard shows (a swept group: its val-selected setting only), the problems, and
+    run id -> run folder."""
+    run_dirs: dict = {}
+    df, problems = collect_runs(runs_dir, run_dirs)
+    return leaderboard_rows(df, runs_dir), problems, run_dirs  # sweeps: engine/sweep.py
+
+
 def write_leaderboards(runs_dir: Path, out_dir: Path, console=None) -> list[Path]:
     """Regenerate ``out_dir`` from ``runs_dir``; returns the files written."""
+    from wsolbench import intervals as I
+
     runs_dir, out_dir = Path(runs_dir), Path(out_dir)
-    df, problems = collect_runs(runs_dir)
-    for line in problems:
+    df, problems, run_dirs = collect_leaderboard_runs(runs_dir)
+    from wsolbench.engine.launch import missing_note
+
+    missing = missing_note(runs_dir)  # planned grid cells not complete yet
+    for line in problems + ([missing] if missing else []):
         if console is not None:
             console.print(f"[yellow]warning:[/] {line}", highlight=False)
     paper = reported_table()  # read once
@@ -151,14 +236,18 @@ def write_leaderboards(runs_dir: Path, out_dir: Path, console=None) -> list[Path
     for (dataset, protocol), group in df.groupby(["dataset", "protocol"], sort=True):
         stem = f"{dataset}-{protocol}"
         csv_path, md_path = out_dir / f"{stem}.csv", out_dir / f"{stem}.md"
+        group, spans, compared, table = leaderboard_table(group, run_dirs)
         write_text(csv_path, group.to_csv(index=False, float_format="%.4f", lineterminator="\n"))
-        table = summary_table(group)
         reported = _reported_rows(paper, dataset)
         text = [f"# {dataset}: measured runs under the `{protocol}` protocol", "",
                 "Each row: mean ± sample standard deviation (ddof=1) over seeds, in percent; one seed shows its value.",
+                f"In brackets: the 95% bootstrap interval over test images ({spans.resamples} resamples, seed "
+                f"{spans.seed}; seeds share the resampled images; `[-]`: the run kept no per-image records).",
+                "vs best: `tied` where the paired interval of (row - best row) holds 0, `below` where it does not.",
                 "Threshold: the box threshold and the policy that chose it (`val`: chosen on the held-out split).",
                 f"Tidy table: `{csv_path.name}`. Regenerate: `wsolbench leaderboard --runs {runs_dir} --out {out_dir}`.",
-                "", table.to_markdown(index=False), ""]
+                "", table.to_markdown(index=False), ""] + ([missing, ""] if missing else [])
+        text += _pair_lines(group, spans, compared, run_dirs, console, f"{dataset} / {protocol}")
         if not reported.empty:
             text += ["## Reported in the I2C paper (not measured here)", "",
                      "Accuracy = 100 - the paper's error rate; the paper's own threshold practice, not this protocol.",

@@ -5,6 +5,7 @@
     tiles = make_tiles(run, "test", indices)       # map, ground truth and predicted box per image
     save_png(grid_figure(run, "test", tiles), path)
     save_png(curves_figure(run.metrics, run.label), path)
+    save_png(losses_figure(read_steps(RUN_DIR / "steps.jsonl"), run.label), path)
 
 Every tile is in the protocol's scoring space: the original image for ``cub``/``ilsvrc``, the image resized
 to 224x224 for ``wsoleval``. The map is the protocol's own (resized, min-max normalised) map of the TRUE
@@ -168,21 +169,27 @@ def make_tile(protocol, sample, raw_map: np.ndarray, predicted: int | None, thre
     return Tile(sample.image_id, image, heat, gt, pred, iou, sample.label, predicted)
 
 
-def make_tiles(run: LoadedRun, split: str, indices: list[int]) -> list[Tile]:
-    """Run the trained method over ``indices`` of ``split`` (as the engine evaluates) and build their tiles."""
+def run_maps(run: LoadedRun, split: str, indices: list[int]) -> dict[int, tuple[np.ndarray, int | None]]:
+    """{index: (raw map of the true class, top-1 class or None)} for ``indices`` of ``split``, as the engine
+    evaluates; the raw maps do not depend on the protocol, so one pass serves every protocol's tiles."""
     from wsolbench.data.loading import ImageDataset, test_transform
     from wsolbench.engine.evaluate import make_loader, predict
 
-    samples = run.samples(split)
     cfg = run.setup.cfg
-    dataset = ImageDataset(samples, test_transform(run.input_size))
+    dataset = ImageDataset(run.samples(split), test_transform(run.input_size))
     loader = make_loader(dataset, list(indices), max(cfg.batch_size, 1), 0)
-    tiles: dict[int, Tile] = {}
+    out = {}
     for maps, top, _, positions in predict(run.setup.method, loader, run.setup.device, cfg.amp, cfg.channels_last):
         for k, i in enumerate(positions.tolist()):
-            predicted = int(top[k, 0]) if top is not None else None
-            tiles[i] = make_tile(run.protocol, samples[i], maps[k], predicted, run.threshold)
-    return [tiles[i] for i in indices]
+            out[i] = (maps[k], int(top[k, 0]) if top is not None else None)
+    return out
+
+
+def make_tiles(run: LoadedRun, split: str, indices: list[int]) -> list[Tile]:
+    """Run the trained method over ``indices`` of ``split`` (as the engine evaluates) and build their tiles."""
+    samples = run.samples(split)
+    maps = run_maps(run, split, indices)
+    return [make_tile(run.protocol, samples[i], *maps[i], run.threshold) for i in indices]
 
 
 # --- drawing -------------------------------------------------------------------------------------------
@@ -316,11 +323,83 @@ def curves_figure(metrics: dict, title: str, where: str = R.METRICS):
     return fig
 
 
+LOSS_META = {"epoch", "step", "global_step", "lr", "images_per_s"}  # steps.jsonl fields that are not loss terms
+
+
+def read_steps(path: str | Path) -> list[dict]:
+    """steps.jsonl's records; a torn or foreign line is an error naming the file and line."""
+    import json
+
+    records = []
+    for n, line in enumerate(Path(path).read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise WsolbenchError(f"{path}:{n}: not valid JSON ({exc.msg})") from None
+        if not isinstance(record, dict) or "global_step" not in record:
+            raise WsolbenchError(f"{path}:{n}: not a step record (no 'global_step')")
+        records.append(record)
+    return records
+
+
+def loss_terms(records: list[dict]) -> dict[str, tuple[list[int], list[float]]]:
+    """{term: (steps, values)}: ``loss`` (the total) and every named term the method logged (``cls``, ``sc``,
+    ``gc``, an ACoL branch's loss, ...), in the order they first appear."""
+    terms: dict[str, tuple[list[int], list[float]]] = {}
+    for r in records:
+        for key, value in r.items():
+            if key not in LOSS_META and isinstance(value, (int, float)) and not isinstance(value, bool):
+                steps, values = terms.setdefault(key, ([], []))
+                steps.append(int(r["global_step"]))
+                values.append(float(value))
+    if len(terms) == 2 and "loss" in terms and terms["loss"] == next(v for k, v in terms.items() if k != "loss"):
+        del terms["loss"]  # one term: the total is that term, drawn once
+    return terms
+
+
+def losses_figure(records: list[dict], title: str, smooth: int = 0):
+    """Each loss term against the optimizer step (log scale when they span decades); ``smooth`` > 1 adds a running
+    mean over that many steps, drawn over the raw values (kept faint)."""
+    terms = loss_terms(records)
+    if not terms:
+        raise WsolbenchError(f"{title}: the steps log holds no loss term")
+    fig = _figure(*CURVES_INCHES)
+    ax = fig.subplots()
+    for key, (steps, values) in terms.items():
+        line, = ax.plot(steps, values, linewidth=0.8, alpha=0.35 if smooth > 1 else 1.0)
+        if smooth > 1 and len(values) >= smooth:
+            mean = np.convolve(values, np.ones(smooth) / smooth, mode="valid")
+            ax.plot(steps[smooth - 1:], mean, color=line.get_color(), linewidth=1.5, label=key)
+        else:
+            line.set_label(key)
+    every = [v for _, values in terms.values() for v in values]
+    if min(every) > 0 and max(every) / min(every) > 30:  # terms of different sizes (CE vs lambda * SC)
+        ax.set_yscale("log")
+    epochs = sorted({r.get("epoch") for r in records if r.get("epoch") is not None})
+    starts = [min(r["global_step"] for r in records if r.get("epoch") == e) for e in epochs[1:]]
+    for s in starts:  # epoch boundaries
+        ax.axvline(s - 0.5, color="grey", linewidth=0.5, alpha=0.4)
+    ax.set_xlabel("optimizer step (grey: epoch starts)")
+    ax.set_ylabel("loss term (as weighted in the total)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper right")
+    ax.set_title(f"{title}\ntraining loss terms" + (f", running mean over {smooth} steps" if smooth > 1 else ""),
+                 fontsize=9)
+    return fig
+
+
 def save_png(fig, path: str | Path) -> Path:
     """Render ``fig`` to PNG in memory, then write it atomically."""
     from wsolbench.engine.atomic import write_bytes
 
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=DPI)
-    write_bytes(path, buf.getvalue())
+    write_bytes(path, png_bytes(fig))
     return Path(path)
+
+
+def png_bytes(fig, dpi: int = DPI) -> bytes:
+    """``fig`` rendered to PNG in memory."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    return buf.getvalue()

@@ -6,6 +6,10 @@
    ``wsolbench.protocols`` or ``wsolbench.backbones``: imported by ``load_entry_points``.
 
 A plugin that fails to import raises ``PluginError`` with one line naming it and the cause.
+
+This module is the loader; ``wsolbench.registry`` is the plain data it fills and never imports it
+back. Importing this module (``wsolbench`` does) sets each registry's ``fill`` to ``load_builtin``,
+so a lookup of a name not yet registered loads the built-in plugins first.
 """
 from __future__ import annotations
 
@@ -112,6 +116,11 @@ def load_entry_points() -> None:
 
 
 def load_plugins(paths=()) -> None:
+    """The built-in plugins, then each local file (the CLI's ``--plugin``)."""
     load_builtin()
     for p in paths or ():
         load_file(p)
+
+
+for _registry in REGISTRIES.values():
+    _registry.fill = load_builtin

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 from enum import Enum
 from typing import Annotated, Optional
 
@@ -23,6 +24,9 @@ def _defaults_text(entry, limit: int = 6) -> str:
     """What makes a variant (the registration's keyword arguments), else the typed config's own defaults."""
     items = dict(entry.defaults)
     config = getattr(entry.obj, "Config", None)
+    notes = {}  # a default's provenance where it is not the paper's (the field's metadata "note")
+    if dataclasses.is_dataclass(config):
+        notes = {f.name: (f.default, f.metadata["note"]) for f in dataclasses.fields(config) if "note" in f.metadata}
     if not items and dataclasses.is_dataclass(config):
         fields = [f for f in dataclasses.fields(config) if f.default is not dataclasses.MISSING]
         base = {f.name for f in dataclasses.fields(config.__mro__[1])} if dataclasses.is_dataclass(config.__mro__[1]) else set()
@@ -30,7 +34,8 @@ def _defaults_text(entry, limit: int = 6) -> str:
         items = {f.name: f.default for f in own[:limit]}
         if len(own) > limit:
             items["..."] = f"{len(own) - limit} more"
-    return ", ".join(f"{k}={v}" if k != "..." else f"(+{v})" for k, v in items.items())
+    return ", ".join(f"(+{v})" if k == "..." else f"{k}={v}" + (f" ({notes[k][1]})" if notes.get(k, (None,))[0] == v else "")
+                     for k, v in items.items())
 
 
 @app.command("list")
@@ -49,6 +54,9 @@ def list_command(
         table.add_column(col, overflow="fold")
     for entry in registry.entries(pattern):
         table.add_row(entry.name, entry.description, _defaults_text(entry), entry.source)
+    aliases = {a: n for a, n in registry.aliases().items() if pattern is None or fnmatch.fnmatchcase(a, pattern)}
+    for alias, name in aliases.items():  # an old name still accepted: the same entry, the same runs
+        table.add_row(alias, f"alias of {name} (same entry, same runs)", "", registry.get(name).source)
     extra = []
     if kind is Kind.backbones:
         from wsolbench.backbones import list_timm_backbones
@@ -62,5 +70,5 @@ def list_command(
     console.print(table)
     if kind is Kind.backbones and not pattern:
         console.print("Any timm CNN works too: search them with [bold]wsolbench list backbones 'PATTERN'[/].")
-    if pattern and not registry.names(pattern) and not extra:
+    if pattern and not registry.names(pattern) and not aliases and not extra:
         console.print(f"no {kind.value} match '{pattern}'")

@@ -12,7 +12,7 @@ from rich.console import Console
 from wsolbench.cli import PluginOption, app, load_plugins
 
 # The main job: every seed method and the trivial baselines, a small backbone, the synthetic set.
-MAIN_JOB_METHODS = ["center-box", "full-image", "cam", "acol", "i2c-sc", "i2c", "i2c-bpgc"]
+MAIN_JOB_METHODS = ["center-box", "full-image", "cam", "acol-simplified", "i2c-sc", "i2c", "i2c-bpgc"]
 
 
 def _opt(help_text: str, *names: str):
@@ -31,7 +31,10 @@ def run_command(
     epochs: Annotated[Optional[int], _opt("Training epochs.", "--epochs")] = None,
     batch_size: Annotated[Optional[int], _opt("Images per step over all processes.", "--batch-size")] = None,
     lr: Annotated[Optional[float], _opt("Base learning rate (head x10, biases x2 on top).", "--lr")] = None,
-    settings: Annotated[Optional[list[str]], _opt("Method setting key=value (repeatable), e.g. --set delta=0.6.", "--set")] = None,
+    settings: Annotated[Optional[list[str]], _opt("Method setting key=value (repeatable), e.g. --set delta=0.6; "
+                                                  "key=v1,v2 sweeps (several keys: their product), selected on val.", "--set")] = None,
+    sweep_budget: Annotated[Optional[int], _opt("Run N settings drawn (seeded) from the --set product.", "--sweep-budget")] = None,
+    sweep_seed: Annotated[int, _opt("Seed of the --sweep-budget draw.", "--sweep-seed")] = 0,
     protocol: Annotated[Optional[str], _opt("Protocol (default: the dataset's).", "--protocol")] = None,
     policy: Annotated[Optional[str], _opt("Threshold policy: val | test-optimal | fixed:T.", "--policy")] = None,
     input_size: Annotated[Optional[int], _opt("Network input size (default: the dataset's).", "--input-size")] = None,
@@ -46,12 +49,23 @@ def run_command(
     skip_bad: Annotated[bool, _opt("Skip bad samples (reported) instead of stopping.", "--skip-bad")] = False,
     no_progress: Annotated[bool, _opt("No progress bars.", "--no-progress")] = False,
     leaderboard_out: Annotated[Path, _opt("Where the main job writes its leaderboard.", "--leaderboard-out")] = Path("leaderboards"),
+    explainers: Annotated[Optional[list[str]], _opt("Also score each run's classifier through this post-hoc explainer "
+                                                    "(repeatable; a grid axis), e.g. gradcampp.", "--explainer")] = None,
+    explainer_layer: Annotated[Optional[str], _opt("Explainer target layer (default: the backbone's last stage).",
+                                                   "--explainer-layer")] = None,
+    launcher: Annotated[Optional[str], _opt("Run each cell as a job: local (processes here) | slurm. "
+                                            "Default: one after another in this process.", "--launcher")] = None,
+    max_parallel: Annotated[Optional[int], _opt("--launcher: at most this many cells at once.", "--max-parallel")] = None,
+    slurm: Annotated[Optional[str], _opt("--launcher slurm resources: partition=P,gpus=N,time=HH:MM:SS,"
+                                         "array-parallelism=N (also cpus, mem, account, qos, constraint).", "--slurm")] = None,
+    cluster_config: Annotated[Optional[Path], _opt("TOML file whose [slurm] table gives the --slurm keys.", "--cluster-config")] = None,
     plugin: PluginOption = None,
 ):
     """Train and evaluate method x backbone x dataset x seed; complete runs are skipped."""
     from wsolbench.engine.defaults import run_defaults
     from wsolbench.engine.grid import expand, run_grid
-    from wsolbench.engine.runconfig import RunConfig, parse_settings
+    from wsolbench.engine.runconfig import RunConfig, parse_settings, parse_sweep
+    from wsolbench.engine.sweep import check_sweep, select, sweep_settings
     from wsolbench.engine.rundir import CONFIG, read_json
     from wsolbench.engine.train import Interrupted, train_and_evaluate
 
@@ -65,23 +79,42 @@ def run_command(
             _print_metrics(console, resume)
             return
         main_job = not (method or backbone or dataset)
+        method = canonical_methods(method)  # an alias (acol) names the same run as its entry (acol-simplified)
         given = dict(data_root=str(data_root) if data_root else None, epochs=epochs, batch_size=batch_size, lr=lr,
                      protocol=protocol, threshold_policy=policy, input_size=input_size, pretrained=pretrained,
                      output_stride=output_stride)
         configs = []
+        sweep = parse_sweep(settings)  # key -> values; one value each: no sweep
+        grid, sweep_info = sweep_settings(sweep, sweep_budget, sweep_seed)
         for name in dataset or [RunConfig.dataset]:
             # per dataset: its defaults, then the options given; its method settings apply where a
             # method has them, --set wins over them
             defaults = run_defaults(name)
-            user_settings = parse_settings(settings)
-            method_settings = {**defaults.pop("method_settings", {}), **user_settings}
-            base = RunConfig(dataset=name, out=str(out), device=device, amp=amp, channels_last=channels_last,
-                             num_workers=workers, skip_bad=skip_bad, **defaults, method_settings=method_settings,
-                             dataset_options=parse_settings(data_options))
-            base = dataclasses.replace(base, **{k: v for k, v in given.items() if v is not None})
-            configs += expand(base, method or (MAIN_JOB_METHODS if main_job else None), backbone, [name], seeds,
-                              default_settings=set(method_settings) - set(user_settings))
-        results = run_grid(configs, console, show_progress=not no_progress)
+            dataset_settings = defaults.pop("method_settings", {})
+            check_sweep(sweep, method or (MAIN_JOB_METHODS if main_job else [RunConfig.method]), dataset_settings)
+            for user_settings in grid:
+                method_settings = {**dataset_settings, **user_settings}
+                base = RunConfig(dataset=name, out=str(out), device=device, amp=amp, channels_last=channels_last,
+                                 num_workers=workers, skip_bad=skip_bad, **defaults, method_settings=method_settings,
+                                 dataset_options=parse_settings(data_options))
+                base = dataclasses.replace(base, **{k: v for k, v in given.items() if v is not None})
+                configs += expand(base, method or (MAIN_JOB_METHODS if main_job else None), backbone, [name], seeds,
+                                  default_settings=set(method_settings) - set(user_settings))
+        configs = list({c.run_id(): c for c in configs}.values())  # a method without the swept key: once
+        if launcher is not None or slurm is not None or cluster_config is not None or max_parallel is not None:
+            from wsolbench.engine.launch import launch_grid, parse_slurm
+
+            results = launch_grid(configs, launcher or "", console, max_parallel=max_parallel,
+                                  slurm=parse_slurm(slurm, cluster_config), plugins=plugin or ())
+        else:
+            results = run_grid(configs, console, show_progress=not no_progress)
+        if len(grid) > 1 and is_main:
+            _print_selection(console, select(configs, out, sweep_info), out)
+        if explainers:
+            from wsolbench.explain import explain_runs
+
+            explain_runs([r.run_dir for r in results if r.status != "failed" and r.cfg.method not in ("center-box", "full-image")],
+                         explainers, explainer_layer, console, device=device)
     except Interrupted as exc:
         console.print(f"[yellow]{exc}[/]")
         raise typer.Exit(130)
@@ -93,8 +126,18 @@ def run_command(
         for p in paths:
             if p.suffix == ".md":  # as written: markdown tables must not be re-wrapped to the terminal width
                 console.print(p.read_text(), soft_wrap=True, markup=False, highlight=False)
+        from wsolbench.report import write_reports  # the HTML pages beside the markdown
+
+        write_reports(out, leaderboard_out, console=console, warn=False)
     if any(r.status == "failed" for r in results):
         raise typer.Exit(1)
+
+
+def canonical_methods(names: Optional[list[str]]) -> Optional[list[str]]:
+    """Aliases resolved, duplicates dropped (``-m acol -m acol-simplified`` is one method)."""
+    from wsolbench.registry import METHODS
+
+    return list(dict.fromkeys(METHODS.canonical(n) for n in names)) if names else names
 
 
 def _print_summary(console, results) -> None:
@@ -107,6 +150,18 @@ def _print_summary(console, results) -> None:
         table.add_row(r.cfg.method, r.cfg.backbone, r.cfg.dataset, str(r.cfg.seed), r.status,
                       f"{r.seconds:.0f}" if r.seconds else "", r.error or str(r.run_dir))
     console.print(table)
+
+
+def _print_selection(console, records, out: Path) -> None:
+    from wsolbench.engine.sweep import selection_label
+
+    for r in records:
+        head = f"sweep {r['method']} / {r['backbone']} / {r['dataset']}"
+        if r["selected"] is None:
+            console.print(f"[red]{head}: no setting has a val figure, nothing selected[/]", highlight=False)
+        else:
+            console.print(f"{head}: {selection_label(r)} (record under {out / r['dataset'] / 'sweeps'})",
+                          highlight=False, markup=False, soft_wrap=True)
 
 
 def _print_metrics(console, run_dir: Path, name: str = "metrics.json") -> None:
@@ -131,12 +186,17 @@ def eval_command(
     policy: Annotated[Optional[str], _opt("Threshold policy (default: the run's).", "--policy")] = None,
     save_maps: Annotated[bool, _opt("Also write maps-val.npz / maps-test.npz in the score format.", "--save-maps")] = False,
     device: Annotated[str, _opt("auto | cpu | cuda.", "--device")] = "auto",
+    explainer: Annotated[Optional[str], _opt("Score the run's classifier through this post-hoc explainer "
+                                             "(gradcam, gradcampp, scorecam, ...): eval-PROTOCOL-EXPLAINER.json.", "--explainer")] = None,
+    explainer_layer: Annotated[Optional[str], _opt("Explainer target layer, a module name of the method "
+                                                   "(default: backbone).", "--explainer-layer")] = None,
     plugin: PluginOption = None,
 ):
-    """Re-evaluate a trained run (optionally under another protocol); writes eval-PROTOCOL.json."""
+    """Re-evaluate a trained run (optionally under another protocol or through an explainer); writes eval-PROTOCOL[-EXPLAINER].json."""
     from wsolbench.engine.reeval import reevaluate
 
     load_plugins(plugin)
     console = Console()
-    name = reevaluate(run_dir, protocol=protocol, policy=policy, save_maps=save_maps, device=device)
+    name = reevaluate(run_dir, protocol=protocol, policy=policy, save_maps=save_maps, device=device,
+                      explainer=explainer, explainer_layer=explainer_layer)
     _print_metrics(console, run_dir, name)

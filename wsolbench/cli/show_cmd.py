@@ -19,13 +19,14 @@ def show_command(
     split: SplitOption = "test",
     n: Annotated[int, typer.Option("--n", help="Number of images.")] = 16,
     out: Annotated[Optional[Path], typer.Option("--out", help="Grid PNG (default RUN_DIR/show-SPLIT.png); "
-                                                "the curves go beside it as NAME-curves.png.")] = None,
+                                                "the curves and losses go beside it as NAME-curves.png, NAME-losses.png.")] = None,
     seed: SeedOption = 0,
     device: DeviceOption = "auto",
     plugin: PluginOption = None,
 ):
-    """A grid of images with the true class's map, ground truth (green) and predicted box (red), and the
-    localization accuracy against threshold (val and test) with the run's chosen threshold marked."""
+    """A grid of images with the true class's map, ground truth (green) and predicted box (red), the
+    localization accuracy against threshold (val and test) with the run's chosen threshold marked, and the
+    training loss terms (CE, SC, GC, ...) against the step from steps.jsonl."""
     from wsolbench import pictures as P
 
     load_plugins(plugin)
@@ -37,10 +38,15 @@ def show_command(
     tiles = P.make_tiles(run, split, indices)
     grid_path = out or run_dir / f"show-{split}.png"
     curves_path = grid_path.with_name(f"{grid_path.stem}-curves.png") if out else run_dir / "curves.png"
+    losses_path = grid_path.with_name(f"{grid_path.stem}-losses.png") if out else run_dir / "losses.png"
     P.save_png(P.grid_figure(run, split, tiles), grid_path)
     P.save_png(P.curves_figure(run.metrics, run.label, str(run_dir / "metrics.json")), curves_path)
     typer.echo(f"wrote {grid_path} ({len(tiles)} {split} images, threshold {run.threshold:g})")
     typer.echo(f"wrote {curves_path}")
+    steps_path = run_dir / "steps.jsonl"
+    if steps_path.is_file():  # the trivial baselines do not train: no steps, no loss picture
+        P.save_png(P.losses_figure(P.read_steps(steps_path), run.label), losses_path)
+        typer.echo(f"wrote {losses_path}")
 
 
 @app.command("compare")

@@ -7,13 +7,17 @@ Either may hold ``LOC_val_solution.csv`` (``ImageId,PredictionString`` = ``wnid 
 preferred over XML when present), ``LOC_train_solution.csv`` and ``LOC_synset_mapping.txt``
 (``<wnid> <name>``). Every box of an image counts; coordinates are kept as written.
 
+A folder with only ``val/`` images, their boxes and ``LOC_synset_mapping.txt`` is enough (the
+zero-shot case, docs/zero-shot.md): the class list comes from the mapping, ``train`` and ``val`` are empty.
+
 Splits: ``test`` is the official validation set (the test set of WSOL papers); ``train`` the
 train folders; ``val`` a seeded hold-out of ``val_per_class`` train images per class among those
 with boxes (train XML files or ``LOC_train_solution.csv``), removed from ``train``; empty when
 the data has no train boxes.
 
 Class index order (``class_order``):
-- ``"wnid"`` (default): sorted WNIDs, as torchvision's ImageFolder and LOC_synset_mapping.txt;
+- ``"wnid"`` (default): sorted WNIDs, as torchvision's ImageFolder and LOC_synset_mapping.txt, and the
+  class index of ImageNet-1k checkpoints (timm, torchvision): sorted here whatever the file's line order;
 - ``"devkit"``: ILSVRC2012_ID - 1 of the devkit's meta.mat, the order of the I2C reference lists.
   It needs ``devkit_wnids``: a text file (default ``<root>/devkit_wnids.txt``) with the 1000
   WNIDs in ILSVRC2012_ID order, one per line (extra fields after the WNID are ignored).
@@ -88,12 +92,14 @@ class ILSVRC(WsolDataset):
         kaggle = (root / "ILSVRC" / "Data" / "CLS-LOC").is_dir()
         img_dir = root / "ILSVRC" / "Data" / "CLS-LOC" if kaggle else root
         ann_dir = root / "ILSVRC" / "Annotations" / "CLS-LOC" if kaggle else root
-        if not (img_dir / "train").is_dir():
-            raise WsolbenchError(f"ilsvrc: no train/ folder of WNID folders under {img_dir}")
-        p = self.parse_problems
-        wnids = sorted(d.name for d in (img_dir / "train").iterdir() if d.is_dir())
-        names = {w: w for w in wnids}
         mapping = root / "LOC_synset_mapping.txt"
+        if not (img_dir / "train").is_dir() and not mapping.is_file():
+            raise WsolbenchError(f"ilsvrc: no train/ folder of WNID folders under {img_dir} and no {mapping.name} "
+                                 f"in {root} (a val-only folder needs the class list)")
+        p = self.parse_problems
+        train_dir = img_dir / "train"
+        wnids = sorted(d.name for d in train_dir.iterdir() if d.is_dir()) if train_dir.is_dir() else []
+        names = {w: w for w in wnids}
         if mapping.is_file():  # "<wnid> <name>": all 1000 classes even where a train folder is missing
             names = {w: n for _, line in read_lines(mapping) for w, _, n in [line.partition(" ")]}
             wnids = sorted(names)
@@ -142,6 +148,13 @@ class ILSVRC(WsolDataset):
                 for i in rng.permutation(len(c))[:val_per_class]}
         self._splits["val"] = [s for i, s in enumerate(train) if i in held]
         self._splits["train"] = [s for i, s in enumerate(train) if i not in held]
+
+    def check(self, splits=("train", "val", "test"), decode: bool = False):
+        # a val-only folder (zero-shot scoring) has no train split to count; training on it fails on its own
+        # ("train split is too small for one batch")
+        if not self._splits["train"]:
+            splits = tuple(s for s in splits if s != "train")
+        return super().check(splits, decode=decode)
 
     def _label(self, boxes: BoxList, index: dict[str, int], origin, image_id: str) -> int | None:
         classes = {w for _, w, _ in boxes}

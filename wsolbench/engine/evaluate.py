@@ -49,12 +49,13 @@ def make_loader(dataset, indices, batch_size, num_workers):
 
 
 def evaluate_split(method, dataset, samples, protocols, device, *, batch_size=32, num_workers=0,
-                   amp=False, channels_last=False, want_masks=True, info=D.DistInfo(), collect=None):
+                   amp=False, channels_last=False, want_masks=True, info=D.DistInfo(), collect=None, map_check=None):
     """Accumulate each protocol's counters over ``samples`` (this rank's shard), synced across ranks.
 
     One forward pass feeds every protocol in ``protocols`` (a protocol or a list; the result matches).
     ``collect``: an optional list that receives per-batch arrays for ``--save-maps`` (under torch.distributed
     rank 0 receives every rank's batches, in rank order, and the other ranks none).
+    ``map_check``: an optional ``map_check.PositionalCheck`` fed the true-class maps (summed over ranks).
     """
     from wsolbench.data.loading import load_mask
 
@@ -71,14 +72,18 @@ def evaluate_split(method, dataset, samples, protocols, device, *, batch_size=32
         masks = None
         if want_masks and all(s.mask_path is not None for s in batch):
             masks = [load_mask(s) for s in batch]
+        if map_check is not None:
+            map_check.update(maps)
         for acc in accs:
             acc.update(maps, sizes, boxes, labels=labels if top is not None else None,
-                       top5=top, top5_maps=top_maps, masks=masks)
+                       top5=top, top5_maps=top_maps, masks=masks, indices=idx)
         if collect is not None:
             collect.append(dict(maps=maps, image_sizes=sizes, boxes=boxes, labels=labels,
                                 top5=top, top5_maps=top_maps, masks=masks, indices=idx))
     for acc in accs:
         acc.sync()  # every rank calls this, shard or not: it is a collective
+    if map_check is not None:
+        map_check.sync()
     if collect is not None and info.enabled:  # rank 0 gets every rank's batches (it writes them), the others none
         parts = D.gather_object(collect[first_collected:])
         collect[first_collected:] = [batch for part in parts for batch in part] if info.is_main else []

@@ -17,7 +17,7 @@ from wsolbench.errors import WsolbenchError
 class GridResult:
     cfg: RunConfig
     run_dir: Path
-    status: str  # done | skipped | failed
+    status: str  # done | skipped | failed | elsewhere (another launch holds the cell)
     error: str = ""
     seconds: float = 0.0
 
@@ -39,32 +39,51 @@ def expand(base: RunConfig, methods, backbones, datasets, seeds, default_setting
 
 
 def run_grid(configs: list[RunConfig], console, show_progress=True, train=None) -> list[GridResult]:
-    from wsolbench.engine.train import Interrupted, train_and_evaluate
+    from wsolbench.engine.train import train_and_evaluate
 
     train = train or train_and_evaluate
+    from wsolbench.engine.launch import CellClaims
+
     results = []
-    for i, cfg in enumerate(configs, 1):
-        run_dir = Path(cfg.out) / cfg.dataset / cfg.run_id()
-        head = f"[{i}/{len(configs)}] {cfg.method} / {cfg.backbone} / {cfg.dataset} / seed {cfg.seed}"
-        if R.is_complete(run_dir, cfg.run_id()):
-            console.print(f"{head}: complete, skipped ({run_dir})")
-            results.append(GridResult(cfg, run_dir, "skipped"))
-            continue
-        console.rule(head)
-        t0 = time.perf_counter()
-        resume = run_dir if (run_dir / R.CHECKPOINT).exists() and (run_dir / R.CONFIG).exists() else None
-        try:
-            train(cfg, resume=resume, console=console, show_progress=show_progress)
-            results.append(GridResult(cfg, run_dir, "done", seconds=time.perf_counter() - t0))
-        except Interrupted:
-            raise
-        except WsolbenchError as exc:
-            console.print(f"[red]failed:[/] {head}: {exc}", highlight=False)
-            results.append(GridResult(cfg, run_dir, "failed", str(exc), time.perf_counter() - t0))
-        except Exception as exc:  # noqa: BLE001 - one run's crash must not end the grid
-            run_dir.mkdir(parents=True, exist_ok=True)
-            (run_dir / "error.txt").write_text(traceback.format_exc())
-            msg = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} (traceback in {run_dir / 'error.txt'})"
-            console.print(f"[red]failed:[/] {head}: {msg}", highlight=False)
-            results.append(GridResult(cfg, run_dir, "failed", msg, time.perf_counter() - t0))
+    claims = CellClaims(configs)  # a cell a cluster launch (or another loop) is training is left to it
+    try:
+        for i, cfg in enumerate(configs, 1):
+            results.append(_run_cell(i, cfg, configs, console, show_progress, train, claims))
+    finally:
+        claims.close()
     return results
+
+
+def _run_cell(i, cfg, configs, console, show_progress, train, claims) -> GridResult:
+    from wsolbench.engine.train import Interrupted
+
+    run_dir = Path(cfg.out) / cfg.dataset / cfg.run_id()
+    head = f"[{i}/{len(configs)}] {cfg.method} / {cfg.backbone} / {cfg.dataset} / seed {cfg.seed}"
+    if R.is_complete(run_dir, cfg.run_id()):
+        console.print(f"{head}: complete, skipped ({run_dir})")
+        return GridResult(cfg, run_dir, "skipped")
+    holder = claims.take(cfg)
+    if holder:
+        console.print(f"{head}: running in another launch ({holder}), left to it", highlight=False)
+        return GridResult(cfg, run_dir, "elsewhere", holder)
+    console.rule(head)
+    t0 = time.perf_counter()
+    resume = run_dir if (run_dir / R.CHECKPOINT).exists() and (run_dir / R.CONFIG).exists() else None
+    try:
+        train(cfg, resume=resume, console=console, show_progress=show_progress)
+        claims.release(cfg, "done")
+        return GridResult(cfg, run_dir, "done", seconds=time.perf_counter() - t0)
+    except Interrupted:
+        claims.release(cfg, "interrupted", "Ctrl-C; checkpoint saved")
+        raise
+    except WsolbenchError as exc:
+        console.print(f"[red]failed:[/] {head}: {exc}", highlight=False)
+        claims.release(cfg, "failed", str(exc))
+        return GridResult(cfg, run_dir, "failed", str(exc), time.perf_counter() - t0)
+    except Exception as exc:  # noqa: BLE001 - one run's crash must not end the grid
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "error.txt").write_text(traceback.format_exc())
+        msg = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} (traceback in {run_dir / 'error.txt'})"
+        console.print(f"[red]failed:[/] {head}: {msg}", highlight=False)
+        claims.release(cfg, "failed", msg)
+        return GridResult(cfg, run_dir, "failed", msg, time.perf_counter() - t0)

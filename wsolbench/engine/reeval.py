@@ -12,6 +12,7 @@ from wsolbench.engine.evaluate import save_maps as write_maps_file
 from wsolbench.engine.runconfig import RunConfig
 from wsolbench.engine.train import build, load_checkpoint, resolve_device
 from wsolbench.errors import WsolbenchError
+from wsolbench.stats import write_run_records
 
 
 def load_weights(method, run_dir: Path, cfg: RunConfig) -> None:
@@ -25,8 +26,12 @@ def load_weights(method, run_dir: Path, cfg: RunConfig) -> None:
 
 
 def reevaluate(run_dir: Path, protocol: str | None = None, policy: str | None = None, save_maps: bool = False,
-               device: str = "auto") -> str:
-    """Returns the name of the metrics file written in ``run_dir``."""
+               device: str = "auto", explainer: str | None = None, explainer_layer: str | None = None) -> str:
+    """Returns the name of the metrics file written in ``run_dir``.
+
+    ``explainer``: the maps come from that post-hoc explainer on the run's classifier (wsolbench.explain);
+    the file is ``eval-PROTOCOL-EXPLAINER.json`` with ``explainer`` in it.
+    """
     from wsolbench.data.loading import ImageDataset, test_transform
 
     run_dir = Path(run_dir)
@@ -38,22 +43,33 @@ def reevaluate(run_dir: Path, protocol: str | None = None, policy: str | None = 
     info = D.init(dev)
     setup = build(cfg, dev, info)
     load_weights(setup.method, run_dir, cfg)
+    method = setup.method
+    if explainer:
+        from wsolbench.explain import Explained
+
+        method = Explained(setup.method, explainer, explainer_layer)
     # the network sees what it saw in training; only the scoring protocol changes
     input_size = saved.get("resolved_input_size") or setup.input_size
     accs, collected = {}, {}
     for split in ("val", "test"):
         samples = setup.splits[split]
         collected[split] = [] if save_maps else None
-        accs[split] = evaluate_split(setup.method, ImageDataset(samples, test_transform(input_size)), samples,
+        accs[split] = evaluate_split(method, ImageDataset(samples, test_transform(input_size)), samples,
                                      setup.protocol, dev, batch_size=max(cfg.batch_size, 1), info=info,
                                      collect=collected[split])
         if save_maps and info.is_main:
-            write_maps_file(run_dir / f"maps-{split}.npz", collected[split], [s.image_id for s in samples])
+            write_maps_file(run_dir / f"maps-{split}{'-' + explainer if explainer else ''}.npz", collected[split], [s.image_id for s in samples])
     metrics = setup.protocol.summarize(accs["test"], accs["val"], policy=cfg.threshold_policy)
     metrics.update(run_id=saved.get("run_id"), method=cfg.method, backbone=cfg.backbone, dataset=cfg.dataset,
                    seed=cfg.seed, commit=R.git_commit())
     name = f"eval-{setup.protocol.name}.json"
+    if explainer:
+        from wsolbench.explain import explained_metrics_name
+
+        metrics.update(explainer=explainer, explainer_layer=method.layer_name)
+        name = explained_metrics_name(setup.protocol.name, explainer)
     if info.is_main:
+        write_run_records(run_dir, setup.protocol, accs, setup.splits)  # per-image rows (wsolbench.stats)
         write_json(run_dir / name, metrics)
     D.barrier()  # under torchrun every rank returns only once rank 0 has written the file
     return name

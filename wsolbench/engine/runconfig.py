@@ -104,3 +104,47 @@ def coerce_settings(config_cls: type, settings: dict) -> dict:
             raise WsolbenchError(f"setting '{key}' must be {getattr(kind, '__name__', kind)}, got {value!r}") from None
         out[key] = value
     return out
+
+
+def _split_top_level(raw: str) -> list[str]:
+    """``"0.1,0.2"`` -> ``["0.1", "0.2"]``; commas inside brackets or quotes stay (``[1,2],[3,4]``)."""
+    parts, depth, quote, start = [], 0, None, 0
+    for i, ch in enumerate(raw):
+        if quote:
+            quote = None if ch == quote else quote
+        elif ch in "\"'":
+            quote = ch
+        elif ch in "[{":
+            depth += 1
+        elif ch in "]}":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            parts.append(raw[start:i])
+            start = i + 1
+    return parts + [raw[start:]]
+
+
+def parse_sweep(pairs: list[str] | None) -> dict[str, list]:
+    """``["delta=0.6,0.7", "use_gc=false"]`` -> ``{"delta": [0.6, 0.7], "use_gc": [False]}``.
+
+    Each value as in ``parse_settings``; several keys make a product (``wsolbench.engine.sweep``).
+    """
+    sweep: dict[str, list] = {}
+    for pair in pairs or ():
+        key, sep, raw = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise WsolbenchError(f"--set expects key=value or key=v1,v2,..., got '{pair}'")
+        if key in sweep:
+            raise WsolbenchError(f"--set {key} is given twice; list its values once: --set {key}=v1,v2")
+        if not raw.strip():
+            raise WsolbenchError(f"--set {pair}: no value after '=' (give key=value or key=v1,v2,...)")
+        pieces = [p.strip() for p in _split_top_level(raw)]
+        if not any(pieces):
+            raise WsolbenchError(f"--set {pair}: no value in the list, the sweep's product would be empty")
+        if not all(pieces):
+            raise WsolbenchError(f"--set {pair}: an empty value in the list")
+        values = [parse_settings([f"{key}={p}"])[key] for p in pieces]
+        sweep[key] = list(dict.fromkeys(json.dumps(v, sort_keys=True) for v in values))
+        sweep[key] = [json.loads(v) for v in sweep[key]]  # duplicates once, in the order given
+    return sweep

@@ -24,6 +24,7 @@ from wsolbench.engine.batches import RandomBatchSampler, SeededSamples
 from wsolbench.engine.evaluate import autocast, evaluate_split
 from wsolbench.engine.runconfig import RunConfig, coerce_settings
 from wsolbench.errors import WsolbenchError
+from wsolbench.stats import write_run_records
 
 
 class Interrupted(Exception):
@@ -80,8 +81,13 @@ def build(cfg: RunConfig, device: torch.device, info: D.DistInfo, log=print) -> 
 
     settings = coerce_settings(method_entry.obj.Config, cfg.method_settings)
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank
-    backbone = build_backbone(cfg.backbone, pretrained=cfg.pretrained, output_stride=cfg.output_stride) if method_entry.obj.needs_backbone else None
-    method = method_entry.build(backbone, dataset.num_classes, **settings).to(device)
+    if cfg.epochs == 0 and cfg.pretrained and method_entry.obj.needs_backbone:  # zero-shot: the checkpoint's head
+        from wsolbench.zeroshot import build_pretrained_classifier
+
+        method = build_pretrained_classifier(method_entry, cfg, dataset.num_classes, settings).to(device)
+    else:
+        backbone = build_backbone(cfg.backbone, pretrained=cfg.pretrained, output_stride=cfg.output_stride) if method_entry.obj.needs_backbone else None
+        method = method_entry.build(backbone, dataset.num_classes, **settings).to(device)
     if cfg.channels_last:
         method = method.to(memory_format=torch.channels_last)
     return Setup(cfg, info, device, dataset, splits, method, protocol, input_size, skipped, extra_protocols)
@@ -207,13 +213,74 @@ def train_and_evaluate(cfg: RunConfig, resume: Path | None = None, console=None,
         return _train_and_evaluate(cfg, resume, console, show_progress, device, info)
 
 
+@dataclass
+class Run:
+    """One run's state from setup to the end: what the training loop's steps share."""
+
+    cfg: RunConfig
+    info: D.DistInfo
+    device: torch.device
+    console: object
+    log: object
+    run_id: str
+    run_dir: Path
+    setup: Setup
+    t_start: float
+    optimizer: torch.optim.Optimizer | None = None
+    scaler: object = None
+    model: torch.nn.Module | None = None  # the method, DDP-wrapped under torchrun
+    train_set: object = None
+    eval_sets: dict = dataclasses.field(default_factory=dict)
+    sampler: object = None
+    epochs: int = 0
+    total_steps: int = 0
+    eval_kw: dict = dataclasses.field(default_factory=dict)
+    # where training stands: the next batch is (epoch, batch) and global_step steps are done
+    epoch: int = 0
+    batch: int = 0
+    global_step: int = 0
+    train_images: int = 0
+
+    @property
+    def method(self) -> torch.nn.Module:
+        return self.setup.method
+
+
 def _train_and_evaluate(cfg: RunConfig, resume: Path | None, console, show_progress: bool, device: torch.device,
                         info: D.DistInfo) -> Path:
+    """The loop, top to bottom: set up, resume or start fresh, train epoch by epoch, evaluate, finish."""
+    run = _set_up(cfg, resume, console, device, info)
+    if resume:
+        _resume(run)
+    else:
+        _start_fresh(run)
+    _prepare_training(run)
+    t_train = time.perf_counter()
+    try:
+        for epoch in range(run.epoch, run.epochs):
+            epoch_record = _train_epoch(run, epoch, show_progress)
+            _validate_and_checkpoint(run, epoch, epoch_record)
+    except KeyboardInterrupt:
+        if info.is_main and run.optimizer is not None:
+            save_torch(run.run_dir / R.CHECKPOINT, _checkpoint(run.method, run.optimizer, run.epoch, run.batch,
+                                                               run.global_step, run.run_id, run.scaler))
+        raise Interrupted(run.run_dir) from None
+    train_s = time.perf_counter() - t_train
+    if (run.optimizer is None or not run.epochs) and info.is_main:  # nothing trained (a baseline, --epochs 0): a checkpoint for eval
+        save_torch(run.run_dir / R.CHECKPOINT, _checkpoint(run.method, None, 0, 0, 0, run.run_id))
+    t_eval = time.perf_counter()
+    protocols, accs, results = _final_evaluation(run)
+    _finish_run(run, protocols, accs, results, train_s=train_s, eval_s=time.perf_counter() - t_eval)
+    D.barrier()
+    return run.run_dir
+
+
+def _set_up(cfg: RunConfig, resume: Path | None, console, device: torch.device, info: D.DistInfo) -> Run:
+    """Run id and folder, the method, dataset and protocol (``build``), config.json, optimizer and scaler."""
     from rich.console import Console
 
     console = console or Console()
     log = console.print if info.is_main else (lambda *a, **k: None)
-
     run_id = cfg.run_id()
     # a grid decides per process whether a run is complete or resumable; the ranks must agree, and
     # rank 0 (the one that writes the run folder) decides whether to resume
@@ -235,158 +302,195 @@ def _train_and_evaluate(cfg: RunConfig, resume: Path | None, console, show_progr
         if not resume:
             write_json(run_dir / R.CONFIG, resolved)
         write_json(run_dir / R.ENV, R.environment(device))
+    run = Run(cfg, info, device, console, log, run_id, run_dir, setup, t_start)
 
     trainable = [p for p in method.parameters() if p.requires_grad]
-    epochs = cfg.epochs if trainable else 0
-    optimizer = None
+    run.epochs = cfg.epochs if trainable else 0
     if trainable:
         groups = method.param_groups(cfg.lr, cfg.weight_decay)
         for g in groups:
             g["base_lr"] = g["lr"]
-        optimizer = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
-                                    weight_decay=cfg.weight_decay)
-    scaler = torch.amp.GradScaler("cuda") if cfg.amp and device.type == "cuda" else None
+        run.optimizer = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
+                                        weight_decay=cfg.weight_decay)
+    run.scaler = torch.amp.GradScaler("cuda") if cfg.amp and device.type == "cuda" else None
+    return run
 
-    start_epoch, start_batch, global_step = 0, 0, 0
-    if resume:
-        # rank 0 reads, every rank gets it: the run folder need not be visible to other nodes
-        ckpt = D.broadcast_object(load_checkpoint(run_dir / R.CHECKPOINT) if info.is_main else None)
-        if ckpt.get("run_id") != run_id:
-            raise WsolbenchError(f"{run_dir / R.CHECKPOINT}: belongs to run {ckpt.get('run_id')}, not {run_id}")
-        method.load_state_dict(ckpt["model"])
-        if optimizer is not None:
-            optimizer.load_state_dict(ckpt["optimizer"])
-        if scaler is not None and "scaler" in ckpt:
-            scaler.load_state_dict(ckpt["scaler"])
-        start_epoch, start_batch, global_step = ckpt["epoch"], ckpt["batches_done"], ckpt["global_step"]
-        _restore_rng(ckpt, info, device)
-        if info.is_main:
-            _trim_jsonl(run_dir / R.STEPS, lambda r: r.get("global_step", 0) <= global_step)
-            _trim_jsonl(run_dir / R.EPOCHS, lambda r: r.get("epoch", 0) < start_epoch)
-        log(f"resuming {run_id} at epoch {start_epoch}, batch {start_batch}")
-    else:
-        torch.manual_seed(cfg.seed * 7919 + 1 + info.rank)  # dropout and seed sampling differ per rank
-        if info.is_main:
-            for name in (R.STEPS, R.EPOCHS, R.METRICS):
-                (run_dir / name).unlink(missing_ok=True)
 
-    model = D.wrap(method, device) if info.enabled and trainable else method
+def _resume(run: Run) -> None:
+    """Model, optimizer, scaler, position and random state from the run folder's checkpoint; logs trimmed to it."""
+    info, run_dir = run.info, run.run_dir
+    # rank 0 reads, every rank gets it: the run folder need not be visible to other nodes
+    ckpt = D.broadcast_object(load_checkpoint(run_dir / R.CHECKPOINT) if info.is_main else None)
+    if ckpt.get("run_id") != run.run_id:
+        raise WsolbenchError(f"{run_dir / R.CHECKPOINT}: belongs to run {ckpt.get('run_id')}, not {run.run_id}")
+    run.method.load_state_dict(ckpt["model"])
+    if run.optimizer is not None:
+        run.optimizer.load_state_dict(ckpt["optimizer"])
+    if run.scaler is not None and "scaler" in ckpt:
+        run.scaler.load_state_dict(ckpt["scaler"])
+    run.epoch, run.batch, run.global_step = ckpt["epoch"], ckpt["batches_done"], ckpt["global_step"]
+    _restore_rng(ckpt, info, run.device)
+    if info.is_main:
+        _trim_jsonl(run_dir / R.STEPS, lambda r: r.get("global_step", 0) <= run.global_step)
+        _trim_jsonl(run_dir / R.EPOCHS, lambda r: r.get("epoch", 0) < run.epoch)
+    run.log(f"resuming {run.run_id} at epoch {run.epoch}, batch {run.batch}")
 
+
+def _start_fresh(run: Run) -> None:
+    torch.manual_seed(run.cfg.seed * 7919 + 1 + run.info.rank)  # dropout and seed sampling differ per rank
+    if run.info.is_main:
+        for name in (R.STEPS, R.EPOCHS, R.METRICS):
+            (run.run_dir / name).unlink(missing_ok=True)
+
+
+def _prepare_training(run: Run) -> None:
+    """The (DDP-wrapped) model, the train and eval image sets, the batch sampler, the evaluation options."""
     from wsolbench.data.loading import ImageDataset, test_transform, train_transform
 
-    train_set = SeededSamples(ImageDataset(setup.splits["train"], train_transform(setup.input_size, cfg.resize or round(setup.input_size * 256 / 224))), cfg.seed)
-    eval_sets = {s: ImageDataset(setup.splits[s], test_transform(setup.input_size)) for s in ("val", "test")}
-    sampler = _batch_sampler(setup) if trainable else None
-    steps_per_epoch = len(sampler) if sampler is not None else 0
-    if trainable and steps_per_epoch == 0:
+    cfg, setup, info = run.cfg, run.setup, run.info
+    trainable = run.optimizer is not None
+    run.model = D.wrap(run.method, run.device) if info.enabled and trainable else run.method
+    resize = cfg.resize or round(setup.input_size * 256 / 224)
+    run.train_set = SeededSamples(ImageDataset(setup.splits["train"], train_transform(setup.input_size, resize)), cfg.seed)
+    run.eval_sets = {s: ImageDataset(setup.splits[s], test_transform(setup.input_size)) for s in ("val", "test")}
+    run.sampler = _batch_sampler(setup) if trainable and run.epochs else None  # --epochs 0: no train split needed
+    steps_per_epoch = len(run.sampler) if run.sampler is not None else 0
+    if run.sampler is not None and steps_per_epoch == 0:
         raise WsolbenchError(f"dataset {cfg.dataset} train split is too small for one batch of {cfg.batch_size}")
-    total_steps = epochs * steps_per_epoch
+    run.total_steps = run.epochs * steps_per_epoch
     # per process the same evaluation batch as `wsolbench eval` (maps can depend on the batch size in the last bits)
-    workers = _workers(cfg, device)
-    eval_kw = dict(batch_size=max(cfg.batch_size, 1), num_workers=workers, amp=cfg.amp,
-                   channels_last=cfg.channels_last, info=info)
-    t_train = time.perf_counter()
-    train_images = 0
+    run.eval_kw = dict(batch_size=max(cfg.batch_size, 1), num_workers=_workers(cfg, run.device), amp=cfg.amp,
+                       channels_last=cfg.channels_last, info=info)
 
-    epoch, batch_i = start_epoch, start_batch
-    try:
-        for epoch in range(start_epoch, epochs):
-            method.set_epoch(epoch)
-            sampler.set_epoch(epoch)
-            train_set.set_epoch(epoch)
-            batches = list(sampler)[start_batch if epoch == start_epoch else 0:]
-            # its own generator: a loader drawing its worker seed from the global RNG would shift the
-            # model's random stream, and a resumed run would diverge from an uninterrupted one
-            loader = torch.utils.data.DataLoader(train_set, batch_sampler=batches, num_workers=workers,
-                                                 pin_memory=device.type == "cuda",
-                                                 generator=torch.Generator().manual_seed(cfg.seed + epoch))
-            sums, n_seen, correct = {}, 0, 0
-            t_epoch = time.perf_counter()
-            progress = _progress(console, info.is_main and show_progress, f"{cfg.method} epoch {epoch + 1}/{epochs}",
-                                 len(batches))
-            with progress:
-                method.train()
-                batch_i = start_batch if epoch == start_epoch else 0
-                for images, labels, _ in loader:
-                    t0 = time.perf_counter()
-                    images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-                    if cfg.channels_last:
-                        images = images.contiguous(memory_format=torch.channels_last)
-                    lr = _set_lr(optimizer, cfg, global_step, total_steps)
-                    with autocast(device, cfg.amp):
-                        out = model(images, labels)
-                    terms = {k: v.float() for k, v in out.losses.items()}
-                    loss = sum(terms.values())
-                    if not torch.isfinite(loss):
-                        values = ", ".join(f"{k}={v.item():.4g}" for k, v in terms.items())
-                        raise WsolbenchError(f"loss is not finite at epoch {epoch} step {batch_i} ({values}); "
-                                             f"lower --lr or check the data")
-                    optimizer.zero_grad(set_to_none=True)
-                    if scaler is not None:
-                        scaler.scale(loss).backward()
-                        scaler.step(optimizer)
-                        scaler.update()
-                    else:
-                        loss.backward()
-                        optimizer.step()
-                    batch_i += 1
-                    global_step += 1
-                    n = images.shape[0] * info.world_size
-                    train_images += n
-                    record = {"epoch": epoch, "step": batch_i, "global_step": global_step, "lr": lr,
-                              "loss": loss.item(), **{k: v.item() for k, v in terms.items()},
-                              "images_per_s": n / max(time.perf_counter() - t0, 1e-9)}
-                    for k in ("loss", *terms):
-                        sums[k] = sums.get(k, 0.0) + record[k] * images.shape[0]
-                    n_seen += images.shape[0]
-                    correct += int((out.logits.argmax(1) == labels).sum()) if out.logits is not None else 0
-                    if info.is_main:
-                        _append_jsonl(run_dir / R.STEPS, record)
-                        progress.advance(record)
-            D.average_batchnorm_stats(method)  # one model on every rank: evaluated, checkpointed
-            sums, n_seen, correct = _sum_over_ranks(sums, n_seen, correct)
-            epoch_record = {"epoch": epoch, "seconds": time.perf_counter() - t_epoch,
-                            **{f"train_{k}": v / max(n_seen, 1) for k, v in sums.items()},
-                            "train_top1_cls": 100.0 * correct / max(n_seen, 1)}
-            val_acc = evaluate_split(method, eval_sets["val"], setup.splits["val"], setup.protocol, device,
-                                     want_masks=False, **eval_kw)
-            val = setup.protocol.summarize(val_acc, None, policy="test-optimal")
-            epoch_record["val"] = {k: v for k, v in val.items() if k != "curves"}
-            rng_ranks = D.all_gather_object(_rng_state(device))  # after the val loader drew its seed
+
+def _train_epoch(run: Run, epoch: int, show_progress: bool) -> dict:
+    """One epoch of steps from ``run.batch``; appends steps.jsonl; returns the epoch's record (over all ranks)."""
+    cfg, info, device, method = run.cfg, run.info, run.device, run.method
+    method.set_epoch(epoch)
+    run.sampler.set_epoch(epoch)
+    run.train_set.set_epoch(epoch)
+    start = run.batch if epoch == run.epoch else 0
+    run.epoch, run.batch = epoch, start
+    batches = list(run.sampler)[start:]
+    # its own generator: a loader drawing its worker seed from the global RNG would shift the
+    # model's random stream, and a resumed run would diverge from an uninterrupted one
+    loader = torch.utils.data.DataLoader(run.train_set, batch_sampler=batches, num_workers=run.eval_kw["num_workers"],
+                                         pin_memory=device.type == "cuda",
+                                         generator=torch.Generator().manual_seed(cfg.seed + epoch))
+    sums, n_seen, correct = {}, 0, 0
+    t_epoch = time.perf_counter()
+    progress = _progress(run.console, info.is_main and show_progress, f"{cfg.method} epoch {epoch + 1}/{run.epochs}",
+                         len(batches))
+    with progress:
+        method.train()
+        for images, labels, _ in loader:
+            record, out, labels = _step(run, images, labels)
+            for k in ("loss", *out.losses):
+                sums[k] = sums.get(k, 0.0) + record[k] * images.shape[0]
+            n_seen += images.shape[0]
+            correct += int((out.logits.argmax(1) == labels).sum()) if out.logits is not None else 0
             if info.is_main:
-                _append_jsonl(run_dir / R.EPOCHS, epoch_record)
-                save_torch(run_dir / R.CHECKPOINT,
-                           _checkpoint(method, optimizer, epoch + 1, 0, global_step, run_id, scaler, rng_ranks))
-                log(_epoch_line(epoch_record))
-            start_batch = 0
-    except KeyboardInterrupt:
-        if info.is_main and optimizer is not None:
-            save_torch(run_dir / R.CHECKPOINT, _checkpoint(method, optimizer, epoch, batch_i, global_step, run_id, scaler))
-        raise Interrupted(run_dir) from None
-    train_s = time.perf_counter() - t_train
+                _append_jsonl(run.run_dir / R.STEPS, record)
+                progress.advance(record)
+    D.average_batchnorm_stats(method)  # one model on every rank: evaluated, checkpointed
+    sums, n_seen, correct = _sum_over_ranks(sums, n_seen, correct)
+    return {"epoch": epoch, "seconds": time.perf_counter() - t_epoch,
+            **{f"train_{k}": v / max(n_seen, 1) for k, v in sums.items()},
+            "train_top1_cls": 100.0 * correct / max(n_seen, 1)}
 
-    if not trainable and info.is_main:
-        save_torch(run_dir / R.CHECKPOINT, _checkpoint(method, None, 0, 0, 0, run_id))
-    t_eval = time.perf_counter()
-    protocols = [setup.protocol, *setup.extra_protocols]
-    accs = {s: evaluate_split(method, eval_sets[s], setup.splits[s], protocols, device, **eval_kw)
-            for s in ("val", "test")}
-    results = [p.summarize(accs["test"][i], accs["val"][i], policy=cfg.threshold_policy)
-               for i, p in enumerate(protocols)]
-    eval_s = time.perf_counter() - t_eval
+
+def _step(run: Run, images: torch.Tensor, labels: torch.Tensor):
+    """One optimizer step; returns its steps.jsonl record, the method's output and the labels (on the device)."""
+    cfg, device, optimizer, scaler = run.cfg, run.device, run.optimizer, run.scaler
+    t0 = time.perf_counter()
+    images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+    if cfg.channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    lr = _set_lr(optimizer, cfg, run.global_step, run.total_steps)
+    with autocast(device, cfg.amp):
+        out = run.model(images, labels)
+    terms = {k: v.float() for k, v in out.losses.items()}
+    loss = sum(terms.values())
+    if not torch.isfinite(loss):
+        values = ", ".join(f"{k}={v.item():.4g}" for k, v in terms.items())
+        raise WsolbenchError(f"loss is not finite at epoch {run.epoch} step {run.batch} ({values}); "
+                             f"lower --lr or check the data")
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        loss.backward()
+        optimizer.step()
+    run.batch += 1
+    run.global_step += 1
+    n = images.shape[0] * run.info.world_size
+    run.train_images += n
+    record = {"epoch": run.epoch, "step": run.batch, "global_step": run.global_step, "lr": lr,
+              "loss": loss.item(), **{k: v.item() for k, v in terms.items()},
+              "images_per_s": n / max(time.perf_counter() - t0, 1e-9)}
+    return record, out, labels
+
+
+def _validate_and_checkpoint(run: Run, epoch: int, epoch_record: dict) -> None:
+    """Val numbers at the test-optimal threshold into epochs.jsonl, then the end-of-epoch checkpoint."""
+    setup, info = run.setup, run.info
+    val_acc = evaluate_split(run.method, run.eval_sets["val"], setup.splits["val"], setup.protocol, run.device,
+                             want_masks=False, **run.eval_kw)
+    val = setup.protocol.summarize(val_acc, None, policy="test-optimal")
+    epoch_record["val"] = {k: v for k, v in val.items() if k != "curves"}
+    rng_ranks = D.all_gather_object(_rng_state(run.device))  # after the val loader drew its seed
     if info.is_main:
-        times = {"train_s": train_s, "eval_s": eval_s, "total_s": time.perf_counter() - t_start,
-                 "train_images_per_s": train_images / train_s if train_s > 0 and train_images else None}
-        write_json(run_dir / R.TIMES, times)
-        about = dict(run_id=run_id, method=cfg.method, backbone=cfg.backbone, dataset=cfg.dataset, seed=cfg.seed,
-                     epochs=cfg.epochs, commit=R.git_commit(), n_train=len(setup.splits["train"]),
-                     n_val=len(setup.splits["val"]), n_test=len(setup.splits["test"]), world_size=info.world_size,
-                     skipped_bad_samples=setup.skipped)
-        for protocol, metrics in zip(protocols[1:], results[1:]):
-            write_json(run_dir / f"eval-{protocol.name}.json", {**metrics, **about})
-        write_json(run_dir / R.METRICS, {**results[0], **about})  # last: marks the run complete
-    D.barrier()
-    return run_dir
+        _append_jsonl(run.run_dir / R.EPOCHS, epoch_record)
+        save_torch(run.run_dir / R.CHECKPOINT, _checkpoint(run.method, run.optimizer, epoch + 1, 0, run.global_step,
+                                                           run.run_id, run.scaler, rng_ranks))
+        run.log(_epoch_line(epoch_record))
+    run.epoch, run.batch = epoch + 1, 0
+
+
+def _final_evaluation(run: Run) -> tuple[list, dict, list[dict]]:
+    """Val and test under every protocol (the maps computed once); the test numbers at the policy's threshold."""
+    setup = run.setup
+    protocols = [setup.protocol, *setup.extra_protocols]
+    from wsolbench.engine.map_check import PositionalCheck, warning
+
+    checks = {"test": PositionalCheck()}  # flags maps that are one fixed pattern whatever the image
+    accs = {s: evaluate_split(run.method, run.eval_sets[s], setup.splits[s], protocols, run.device,
+                              map_check=checks.get(s), **run.eval_kw)
+            for s in ("val", "test")}
+    results = [{**p.summarize(accs["test"][i], accs["val"][i], policy=run.cfg.threshold_policy), **checks["test"].summary()}
+               for i, p in enumerate(protocols)]
+    message = warning(checks["test"].share())
+    if message:
+        run.log(f"[yellow]{message}[/]")
+    return protocols, accs, results
+
+
+def _finish_run(run: Run, protocols: list, accs: dict, results: list[dict], *, train_s: float, eval_s: float) -> None:
+    """The end of a run (rank 0): times.json, eval-PROTOCOL.json per extra protocol, then metrics.json.
+
+    metrics.json is written last: it marks the run complete. Files a run writes at its end go here,
+    before it.
+    """
+    if not run.info.is_main:
+        return
+    cfg, setup, run_dir = run.cfg, run.setup, run.run_dir
+    train_images = run.train_images
+    times = {"train_s": train_s, "eval_s": eval_s, "total_s": time.perf_counter() - run.t_start,
+             "train_images_per_s": train_images / train_s if train_s > 0 and train_images else None}
+    write_json(run_dir / R.TIMES, times)
+    about = dict(run_id=run.run_id, method=cfg.method, backbone=cfg.backbone, dataset=cfg.dataset, seed=cfg.seed,
+                 epochs=cfg.epochs, commit=R.git_commit(), n_train=len(setup.splits["train"]),
+                 n_val=len(setup.splits["val"]), n_test=len(setup.splits["test"]), world_size=run.info.world_size,
+                 skipped_bad_samples=setup.skipped)
+    for protocol, metrics in zip(protocols[1:], results[1:]):
+        write_json(run_dir / f"eval-{protocol.name}.json", {**metrics, **about})
+    write_run_records(run_dir, protocols, accs, setup.splits)  # per-image rows: the intervals (wsolbench.stats)
+    from wsolbench.engine.sweep import write_val_figure  # the val figure that sweeps select on
+
+    write_val_figure(run_dir, setup.protocol, accs["val"][0], run.run_id)
+    write_json(run_dir / R.METRICS, {**results[0], **about})  # last: marks the run complete
 
 
 def _fingerprint(splits: dict) -> dict:

@@ -1,0 +1,83 @@
+"""Post-hoc explainers: wsolbench's maps are the grad-cam package's own; bad names are one line; a grid axis."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from pytorch_grad_cam import GradCAMPlusPlus, ScoreCAM
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+from wsolbench.backbones import build_backbone
+from wsolbench.errors import WsolbenchError
+from wsolbench.explain import EXPLAINERS, Explained
+from wsolbench.methods.base import build_method
+
+
+class Logits(torch.nn.Module):
+    def __init__(self, method):
+        super().__init__()
+        self.method = method
+
+    def forward(self, x):
+        return self.method(x).logits
+
+
+@pytest.mark.parametrize("name, cls", [("gradcampp", GradCAMPlusPlus), ("scorecam", ScoreCAM)])
+def test_map_equals_the_package_output_on_a_fixed_input(name, cls):
+    torch.manual_seed(0)
+    method = build_method("cam", build_backbone("test_resnet"), 5).eval()
+    images = torch.randn(3, 3, 32, 32)
+    classes = torch.tensor([[1, 4], [0, 0], [3, 2]])
+    explained = Explained(method, name, batch_size=7)
+    with torch.no_grad():  # as the evaluation loop calls it
+        out = explained(images)
+    maps = explained.maps(out, classes)
+    assert maps.shape == (3, 2, 32, 32)
+    assert torch.equal(out.logits, method(images).logits)  # the classifier is the run's own
+    for k in range(2):
+        expected = cls(model=Logits(method), target_layers=[method.backbone])(
+            input_tensor=images, targets=[ClassifierOutputTarget(int(c)) for c in classes[:, k]])
+        np.testing.assert_allclose(maps[:, k].numpy(), expected, rtol=1e-5, atol=1e-6)
+    layer3 = Explained(method, "gradcampp", layer="backbone.features.layer3")
+    with torch.no_grad():
+        out = layer3(images)
+    assert not torch.equal(layer3.maps(out, classes[:, :1]), maps[:, :1])  # another layer, another map
+
+
+def test_unknown_explainer_and_missing_layer_are_one_line():
+    method = build_method("cam", build_backbone("test_resnet"), 5)
+    with pytest.raises(WsolbenchError, match="unknown explainer") as err:
+        Explained(method, "gradcam++")
+    assert "\n" not in str(err.value) and "gradcampp" in str(err.value)
+    with pytest.raises(WsolbenchError, match="--explainer-layer backbone.nope: no such module") as err:
+        Explained(method, "gradcam", layer="backbone.nope")
+    assert "\n" not in str(err.value)
+
+
+def test_explainer_is_a_grid_axis_with_labelled_leaderboard_rows(tmp_path, run_cli):
+    from wsolbench.data.synthetic import generate
+    from wsolbench.leaderboard import collect_runs
+
+    data = generate(tmp_path / "synth", classes=4, per_class=6, test_per_class=2, size=32)
+    common = ["-b", "test_resnet", "-d", "synthetic", "--data-root", data, "--epochs", "1", "--batch-size", "8",
+              "--input-size", "32", "--out", tmp_path / "runs", "--device", "cpu", "--no-progress"]
+    code, out, err = run_cli("run", "-m", "cam", "-m", "has", *common, "--explainer", "gradcam", "--explainer", "eigencam")
+    assert code == 0, out + err
+    df, problems = collect_runs(tmp_path / "runs")
+    assert not problems
+    assert set(df["method"]) == {"cam", "has", "cam + gradcam", "cam + eigencam", "has + gradcam", "has + eigencam"}
+    run_dir = next((tmp_path / "runs" / "synthetic").glob("cam__*"))
+    metrics = json.loads((run_dir / "eval-cub-gradcam.json").read_text())
+    assert metrics["explainer"] == "gradcam" and metrics["explainer_layer"] == "backbone"
+    assert metrics["top1_cls"] == json.loads((run_dir / "metrics.json").read_text())["top1_cls"]
+
+    code, out, err = run_cli("eval", run_dir, "--explainer", "nope", "--device", "cpu")
+    assert code == 2 and "unknown explainer" in out + err and "Traceback" not in out + err
+    code, out, err = run_cli("eval", run_dir, "--explainer", "gradcam", "--explainer-layer", "head.x", "--device", "cpu")
+    assert code == 2 and "no such module" in out + err
+
+
+def test_every_listed_explainer_exists_in_the_package():
+    import pytorch_grad_cam
+
+    assert all(hasattr(pytorch_grad_cam, cls) for cls in EXPLAINERS.values())

@@ -1,0 +1,129 @@
+"""Post-hoc explainers on any run's classifier: the Grad-CAM family of the ``grad-cam`` package.
+
+``Explained(method, "gradcampp")`` wraps a trained method for evaluation: its logits are the
+method's own, its map of class c is the package's map for the target ``ClassifierOutputTarget(c)``
+at the target layer (default: the backbone, i.e. its last feature stage; ``layer`` names any module
+of the method, e.g. ``backbone.features.layer3``). Maps are the package's output as it is: ReLU'd,
+min-max scaled per image and resized to the network input. Explainers that need many forward
+passes (Score-CAM, Ablation-CAM) run them in batches of ``batch_size``.
+
+    wsolbench eval RUN --explainer gradcampp            # writes RUN/eval-PROTOCOL-gradcampp.json
+    wsolbench run -m cam --explainer gradcam --explainer scorecam ...   # explainers as a grid axis
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from wsolbench.errors import WsolbenchError
+
+# name -> class name in pytorch_grad_cam (imported on use: the package pulls in OpenCV)
+EXPLAINERS = {
+    "gradcam": "GradCAM", "gradcampp": "GradCAMPlusPlus", "xgradcam": "XGradCAM", "layercam": "LayerCAM",
+    "eigencam": "EigenCAM", "eigengradcam": "EigenGradCAM", "hirescam": "HiResCAM", "scorecam": "ScoreCAM",
+    "ablationcam": "AblationCAM", "fullgrad": "FullGrad", "gradcamelementwise": "GradCAMElementWise",
+}
+DEFAULT_LAYER = "backbone"
+
+
+def explainer_class(name: str):
+    if name not in EXPLAINERS:
+        raise WsolbenchError(f"--explainer {name}: unknown explainer (known: {', '.join(EXPLAINERS)})")
+    try:
+        import pytorch_grad_cam
+    except ImportError:
+        raise WsolbenchError("--explainer needs the grad-cam package: pip install 'wsolbench[explain]'") from None
+    return getattr(pytorch_grad_cam, EXPLAINERS[name])
+
+
+class _Logits(nn.Module):
+    """The method as the package wants it: images -> logits."""
+
+    def __init__(self, method: nn.Module):
+        super().__init__()
+        self.method = method
+
+    def forward(self, images):
+        return self.method(images).logits
+
+
+class Explained(nn.Module):
+    """A trained method whose maps come from an explainer (evaluation only)."""
+
+    def __init__(self, method: nn.Module, explainer: str, layer: str | None = None, batch_size: int = 64):
+        super().__init__()
+        self.cam_class = explainer_class(explainer)
+        if not getattr(method, "needs_backbone", True):
+            raise WsolbenchError(f"--explainer {explainer}: {type(method).__name__} has no classifier to explain")
+        modules = dict(method.named_modules())
+        self.layer_name = layer or DEFAULT_LAYER
+        if self.layer_name not in modules or self.layer_name == "":
+            examples = ", ".join(n for n in list(modules)[1:] if n.count(".") <= 2)[:300]
+            raise WsolbenchError(f"--explainer-layer {self.layer_name}: no such module in the method (e.g. {examples})")
+        self.method, self.explainer, self.batch_size = method, explainer, batch_size
+        self.layer = modules[self.layer_name]
+        if explainer == "fullgrad":
+            self.layer_name = "(every bias: FullGrad ignores the layer)"
+        self.model = _Logits(method)
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None):
+        out = self.method(images)
+        out.images, out.cache = images, {}  # maps() explains these images; (image, class) -> map
+        return out
+
+    def explain(self, images: torch.Tensor, classes) -> np.ndarray:
+        """The package's maps (n x H x W) of ``classes[i]`` for ``images[i]``."""
+        from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+        with contextlib.redirect_stdout(io.StringIO()):  # FullGrad prints that it ignores the layer, every time
+            cam = self.cam_class(model=self.model, target_layers=[self.layer])
+        cam.batch_size = self.batch_size  # Score-CAM, Ablation-CAM: forward passes per batch
+        try:
+            with torch.enable_grad():
+                return cam(input_tensor=images, targets=[ClassifierOutputTarget(int(c)) for c in classes])
+        finally:
+            cam.activations_and_grads.release()
+
+    def maps(self, out, classes: torch.Tensor) -> torch.Tensor:
+        """B x k x H x W maps; an (image, class) pair asked again (true class among the top 5) is not recomputed."""
+        pairs = [(i, int(c)) for i, row in enumerate(classes.tolist()) for c in row]
+        todo = sorted({p for p in pairs if p not in out.cache})
+        # one explainer call per rank of the pair within its image, so each call sees each image once
+        seen: dict[int, int] = {}
+        rounds: list[list] = []
+        for i, c in todo:
+            r = seen.get(i, 0)
+            seen[i] = r + 1
+            rounds.extend([] for _ in range(r + 1 - len(rounds)))
+            rounds[r].append((i, c))
+        for batch in rounds:
+            rows = [i for i, _ in batch]
+            maps = self.explain(out.images[rows], [c for _, c in batch])
+            out.cache.update({p: torch.from_numpy(np.asarray(m, dtype=np.float32)) for p, m in zip(batch, maps)})
+        b, k = classes.shape
+        return torch.stack([out.cache[p] for p in pairs]).reshape(b, k, *out.cache[pairs[0]].shape)
+
+
+def explained_metrics_name(protocol: str, explainer: str) -> str:
+    return f"eval-{protocol}-{explainer}.json"
+
+
+def explain_runs(run_dirs: list[Path], explainers: list[str], layer: str | None, console, device: str = "auto") -> None:
+    """The grid's explainer axis: score every finished run's classifier through each explainer (once)."""
+    from wsolbench.engine.reeval import reevaluate
+    from wsolbench.engine.rundir import read_json
+
+    for name in explainers:
+        explainer_class(name)  # an unknown name fails before any work
+    for run_dir in run_dirs:
+        protocol = read_json(Path(run_dir) / "config.json").get("resolved_protocol")
+        for name in explainers:
+            if (Path(run_dir) / explained_metrics_name(protocol, name)).exists():
+                continue
+            reevaluate(run_dir, explainer=name, explainer_layer=layer, device=device)
+            console.print(f"{run_dir}: scored through {name}")

@@ -1,0 +1,272 @@
+"""Uncertainty of the reported numbers: a seeded percentile bootstrap over test images (DESIGN.md section 9).
+
+A run's accumulators keep one row per image (does its box hit at each IoU level and threshold; is its class
+right); ``write_run_records`` saves them beside ``metrics.json`` as ``per-image-PROTOCOL.npz``. A resample
+draws N test images with replacement; as a (B x N) matrix of counts, every metric of every resample is a
+count-weighted sum, so B resamples are one matrix product with the (N x T) hit matrix.
+
+Rules:
+- each metric is recomputed exactly as reported: under ``test-optimal`` GT-known Loc (and each IoU's
+  MaxBoxAcc) re-takes its max over thresholds on every resample, and Top-1/Top-5 Loc follow that resample's
+  threshold; a val-chosen or fixed threshold stays fixed (val is not resampled); MaxBoxAccV2 is the mean of
+  the IoU levels' accuracies, each at its own threshold;
+- several runs (the seeds of a leaderboard row, or two rows being compared) share the resampled image
+  indices, so they must hold the same test images; a row's statistic per resample is the mean of its seeds'
+  metrics (the seeds' images are pooled per resample, and seed-to-seed spread is the row's std, not this);
+- interval: the 2.5th and 97.5th percentiles of B resamples (numpy's linear interpolation); a paired
+  difference A - B is significant at 95% when its interval does not hold 0;
+- PxAP has no interval (no per-image rows: see ``protocols/accumulator.py``).
+"""
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from wsolbench.errors import WsolbenchError
+
+B_DEFAULT, SEED_DEFAULT, LEVEL = 1000, 0, 95.0
+MEASURES = ("gt_known_loc", "top1_loc", "top5_loc", "maxboxacc", "maxboxacc_v2", "top1_cls", "top5_cls")
+CHUNK = 250  # resamples per matrix product: bounds memory at CHUNK x (N + T) floats
+
+
+def records_name(protocol: str) -> str:
+    return f"per-image-{protocol}.npz"
+
+
+# --- the per-image file ---------------------------------------------------------------------------
+def _split_arrays(prefix: str, acc, image_ids: list[str]) -> dict[str, np.ndarray]:
+    s = {k: v.numpy() for k, v in acc.states.items() if k.startswith("img_")}
+    index = s["img_index"]
+    ids = np.array([image_ids[i] if i >= 0 else "" for i in index], dtype=str)
+    return {f"{prefix}_image_ids": ids, f"{prefix}_hits": s["img_hits"], f"{prefix}_top5_hits": s["img_top5_hits"],
+            f"{prefix}_flags": np.stack([s["img_labeled"], s["img_top1"], s["img_top5"]])}
+
+
+def write_records(path: Path, protocol, test_acc, val_acc, test_ids: list[str], val_ids: list[str] | None) -> None:
+    """One protocol's per-image rows of test (and val), atomically."""
+    from wsolbench.engine.atomic import write_bytes
+
+    arrays = {"protocol": np.array(protocol.name), "thresholds": protocol.thresholds,
+              "iou_thresholds": np.array(protocol.iou_thresholds), **_split_arrays("test", test_acc, test_ids)}
+    if val_acc is not None and int(val_acc.states["n_images"]):
+        arrays.update(_split_arrays("val", val_acc, val_ids or []))
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    write_bytes(path, buf.getvalue())
+
+
+def write_run_records(run_dir: Path, protocols, accs: dict, splits: dict) -> None:
+    """The hook of ``train_and_evaluate`` and ``wsolbench eval``: ``accs[split]`` holds one accumulator per
+    protocol (or one accumulator for one protocol); ``splits[split]`` the samples, in order."""
+    protocols = list(protocols) if isinstance(protocols, (list, tuple)) else [protocols]
+    as_list = lambda a: list(a) if isinstance(a, (list, tuple)) else [a]  # noqa: E731
+    test, val = as_list(accs["test"]), as_list(accs.get("val") or [None] * len(protocols))
+    ids = {split: [s.image_id for s in samples] for split, samples in splits.items()}
+    for protocol, t, v in zip(protocols, test, val):
+        write_records(Path(run_dir) / records_name(protocol.name), protocol, t, v, ids["test"], ids.get("val"))
+
+
+@dataclass(frozen=True)
+class Records:
+    """One run's test rows under one protocol, with the threshold rule of the number they explain."""
+    source: str
+    image_ids: np.ndarray  # (N,)
+    hits: np.ndarray  # (N, I, T) bool
+    labeled: np.ndarray  # (N,) bool; top1, top5 likewise
+    top1: np.ndarray
+    top5: np.ndarray
+    top5_hits: np.ndarray  # (N, T) bool
+    thresholds: np.ndarray
+    iou_thresholds: tuple[float, ...]
+    protocol: str
+    val_hits_sum: np.ndarray | None  # (I, T) counts on val, to choose the val thresholds
+    chosen: tuple[int, ...] | None = None  # threshold index per IoU; None: the test optimum of each resample
+
+    @property
+    def n(self) -> int:
+        return len(self.image_ids)
+
+    @property
+    def i05(self) -> int:
+        return self.iou_thresholds.index(0.5)
+
+    def with_policy(self, policy: str, threshold: float | None = None) -> "Records":
+        """The rule of the reported number: ``test-optimal``, ``val`` or ``fixed`` (at ``threshold``)."""
+        if policy == "test-optimal":
+            return replace(self, chosen=None)
+        if policy == "val":
+            if self.val_hits_sum is None:
+                raise WsolbenchError(f"{self.source}: policy 'val' but the file holds no val rows")
+            return replace(self, chosen=tuple(int(np.argmax(row)) for row in self.val_hits_sum))  # first best, as summarize
+        if policy in ("fixed",) or policy.startswith("fixed:"):
+            value = float(policy.split(":", 1)[1]) if ":" in policy else threshold
+            if value is None:
+                raise WsolbenchError(f"{self.source}: policy 'fixed' needs its threshold")
+            index = int(np.argmin(np.abs(self.thresholds - value)))
+            return replace(self, chosen=(index,) * len(self.iou_thresholds))
+        raise WsolbenchError(f"{self.source}: unknown threshold policy '{policy}'")
+
+    def has(self, measure: str) -> bool:
+        if measure in ("maxboxacc", "maxboxacc_v2"):
+            return self.protocol == "wsoleval"
+        if measure in ("top1_loc", "top5_loc", "top1_cls", "top5_cls"):
+            return bool(self.labeled.any())
+        return measure == "gt_known_loc"
+
+
+def load_records(run_dir: Path, protocol: str, policy: str = "val", threshold: float | None = None) -> Records:
+    """``RUN_DIR/per-image-PROTOCOL.npz`` under a threshold policy (one clear error when missing or bad)."""
+    path = Path(run_dir) / records_name(protocol)
+    if not path.is_file():
+        raise WsolbenchError(f"{path}: no per-image records (a run from before they were kept? "
+                             f"`wsolbench eval {run_dir} --protocol {protocol}` writes them)")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            t = len(z["thresholds"])
+            unpack = lambda a: np.unpackbits(a, axis=-1, count=t).astype(bool)  # noqa: E731
+            flags = z["test_flags"].astype(bool)
+            val = unpack(z["val_hits"]).sum(axis=0) if "val_hits" in z.files else None
+            rec = Records(source=str(path), image_ids=z["test_image_ids"], hits=unpack(z["test_hits"]),
+                          labeled=flags[0], top1=flags[1], top5=flags[2], top5_hits=unpack(z["test_top5_hits"]),
+                          thresholds=z["thresholds"], iou_thresholds=tuple(float(x) for x in z["iou_thresholds"]),
+                          protocol=str(z["protocol"]), val_hits_sum=val)
+    except (OSError, KeyError, ValueError) as exc:
+        raise WsolbenchError(f"{path}: unreadable per-image records ({exc})") from None
+    return rec.with_policy(policy, threshold)
+
+
+# --- the bootstrap --------------------------------------------------------------------------------
+def resample_counts(n: int, b: int, rng: np.random.Generator) -> np.ndarray:
+    """(b, n) float32: how often each of n images is drawn in each of b resamples of size n."""
+    idx = rng.integers(0, n, size=(b, n)) + (np.arange(b) * n)[:, None]
+    return np.bincount(idx.ravel(), minlength=b * n).reshape(b, n).astype(np.float32)
+
+
+def _dot(counts: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """counts @ x in float32 (exact: integer sums below 2**24), returned as float64 for the divisions."""
+    return (counts @ x.astype(np.float32)).astype(np.float64)
+
+
+def _best(counts: np.ndarray, hits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per resample, the best count over thresholds and its threshold index (the first best, as summarize).
+
+    Thresholds with the same column of hits give the same count on every resample: one product per distinct
+    column, taken in order of first appearance so that argmax keeps the first best threshold."""
+    _, first = np.unique(np.packbits(hits, axis=0).T, axis=0, return_index=True)
+    columns = np.sort(first)
+    totals = _dot(counts, hits[:, columns])
+    j = totals.argmax(axis=1)
+    return totals[np.arange(len(totals)), j], columns[j]
+
+
+def _at(counts: np.ndarray, hits: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """counts[r] @ hits[:, index[r]] for each resample r, one product per distinct index."""
+    distinct, where = np.unique(index, return_inverse=True)
+    totals = _dot(counts, hits[:, distinct])
+    return totals[np.arange(len(totals)), where]
+
+
+def _metrics(rec: Records, counts: np.ndarray, measures) -> dict[str, np.ndarray]:
+    """Each measure (percent) on each resample; NaN where the run does not report it."""
+    b = len(counts)
+    out, per_iou = {}, {}
+    every_level = "maxboxacc_v2" in measures and rec.has("maxboxacc_v2")
+    for i in range(len(rec.iou_thresholds)) if every_level else [rec.i05]:
+        if rec.chosen is None:
+            per_iou[i] = _best(counts, rec.hits[:, i])
+        else:
+            t = np.full(b, rec.chosen[i])
+            per_iou[i] = (_dot(counts, rec.hits[:, i, rec.chosen[i]]), t)
+    n = counts.sum(axis=1, dtype=np.float64)
+    loc05, t05 = per_iou[rec.i05]
+    n_labeled = _dot(counts, rec.labeled)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for m in measures:
+            if not rec.has(m):
+                out[m] = np.full(b, np.nan)
+            elif m in ("gt_known_loc", "maxboxacc"):
+                out[m] = 100.0 * loc05 / n
+            elif m == "maxboxacc_v2":
+                out[m] = 100.0 * np.mean([per_iou[i][0] for i in sorted(per_iou)], axis=0) / n
+            elif m == "top1_cls":
+                out[m] = 100.0 * _dot(counts, rec.top1) / n_labeled
+            elif m == "top5_cls":
+                out[m] = 100.0 * _dot(counts, rec.top5) / n_labeled
+            elif m == "top1_loc":
+                out[m] = 100.0 * _at(counts, rec.hits[:, rec.i05] & rec.top1[:, None], t05) / n_labeled
+            elif m == "top5_loc":
+                out[m] = 100.0 * _at(counts, rec.top5_hits & rec.top5[:, None], t05) / n_labeled
+            else:
+                raise WsolbenchError(f"unknown measure '{m}' (one of: {', '.join(MEASURES)})")
+    return out
+
+
+def check_same_images(records: list[Records]) -> None:
+    first = records[0]
+    for rec in records[1:]:
+        if rec.n != first.n or not np.array_equal(rec.image_ids, first.image_ids):
+            raise WsolbenchError(f"{rec.source} and {first.source} hold different test images "
+                                 f"({rec.n} vs {first.n} images, or another order); a paired comparison needs the same ones")
+
+
+def draws(records: list[Records], measures=("gt_known_loc",), b: int = B_DEFAULT, seed: int = SEED_DEFAULT) -> dict[str, np.ndarray]:
+    """{measure: (len(records), b)}: every run's metric on the same b resamples of the shared test images."""
+    check_same_images(records)
+    rng = np.random.default_rng(seed)
+    out = {m: np.empty((len(records), b)) for m in measures}
+    for start in range(0, b, CHUNK):
+        counts = resample_counts(records[0].n, min(CHUNK, b - start), rng)
+        for r, rec in enumerate(records):
+            for m, values in _metrics(rec, counts, measures).items():
+                out[m][r, start:start + len(values)] = values
+    return out
+
+
+def full_sample(rec: Records, measure: str) -> float:
+    """The metric on the test set itself (every image once): the reported number."""
+    return float(_metrics(rec, np.ones((1, rec.n), np.float32), [measure])[measure][0])
+
+
+def interval(values: np.ndarray) -> tuple[float, float]:
+    """The 95% percentile interval of bootstrap values (NaN when any is NaN)."""
+    if np.isnan(values).any():
+        return float("nan"), float("nan")
+    low, high = np.percentile(values, [(100 - LEVEL) / 2, 100 - (100 - LEVEL) / 2])
+    return float(low), float(high)
+
+
+@dataclass(frozen=True)
+class Difference:
+    measure: str
+    a: float
+    b: float
+    low: float
+    high: float
+    n_images: int
+    resamples: int
+    seed: int
+
+    @property
+    def diff(self) -> float:
+        return self.a - self.b
+
+    @property
+    def significant(self) -> bool:
+        return not (self.low <= 0 <= self.high)
+
+
+def paired_difference(runs_a: list[Records], runs_b: list[Records], measure: str = "gt_known_loc",
+                      b: int = B_DEFAULT, seed: int = SEED_DEFAULT) -> Difference:
+    """A - B (each the mean over its runs) on the same resampled test images, with its 95% interval."""
+    everyone = [*runs_a, *runs_b]
+    for rec in everyone:
+        if not rec.has(measure):
+            raise WsolbenchError(f"{rec.source}: the {rec.protocol} protocol reports no '{measure}' here")
+    d = draws(everyone, [measure], b, seed)[measure]
+    diff = d[: len(runs_a)].mean(axis=0) - d[len(runs_a):].mean(axis=0)
+    low, high = interval(diff)
+    value = lambda runs: float(np.mean([full_sample(r, measure) for r in runs]))  # noqa: E731
+    return Difference(measure, value(runs_a), value(runs_b), low, high, runs_a[0].n, b, seed)
