@@ -79,20 +79,58 @@ def _levels(u8: np.ndarray, thresholds) -> tuple[np.ndarray, np.ndarray, int]:
     return levels, level_of, top
 
 
-def _passes(u8: np.ndarray, levels: np.ndarray, multi_contour: bool, gt: np.ndarray, grow: bool, best: np.ndarray):
-    """Rows (level index, x0, y0, x1, y1) of both rules from the two passes (or, ``gt`` given, into ``best``)."""
+def _search(u8: np.ndarray, levels: np.ndarray, multi_contour: bool, gt: np.ndarray, grow: bool):
+    """The sweeps for ``levels`` (descending, each at most the map's max): (rows (K, 5): level index, x0 y0
+    x1 y1, when ``gt`` is empty; the best IoU per level otherwise)."""
     from wsolbench.protocols import _max_tree  # numba: imported on first use
 
     h, w = u8.shape
-    flat = np.ascontiguousarray(u8, dtype=np.uint8).reshape(-1)
-    if multi_contour:
-        ascending = levels[::-1].copy()
-        holes, _ = _max_tree.background_pass(flat, h, w, ascending, True, gt, grow, best[: len(levels)][::-1])
-        holes[:, 0] = len(levels) - 1 - holes[:, 0]  # the background pass counts the levels upwards
-        regions = _max_tree.foreground_pass(flat, h, w, levels, False, gt, grow, best)
-        return np.concatenate([regions, holes])
-    _, filled = _max_tree.background_pass(flat, h, w, levels[::-1].copy(), False, gt, grow, best)
-    return _max_tree.foreground_pass(filled, h, w, levels, True, gt, grow, best)
+    padded = np.pad(np.ascontiguousarray(u8, dtype=np.uint8), 1).reshape(-1)
+    order, begin = _max_tree.by_value(padded, h, w)
+    down = np.full(256, -1, np.int64)  # the foreground sweep reports level i after the pixels of value levels[i]
+    down[levels] = np.arange(len(levels))
+    if not multi_contour:
+        filled = np.pad(filled_map(u8), 1).reshape(-1)
+        order, begin = _max_tree.by_value(filled, h, w)
+        rows, best, _ = _max_tree.sweep(filled, h, w, order, begin, down, False, True, False, gt, grow)
+        return _expand(rows) if len(gt) == 0 else best[: len(levels)]
+    rows, best, _ = _max_tree.sweep(padded, h, w, order, begin, down, False, False, False, gt, grow)
+    # the holes of level v are the background components of ``u8 <= v - 1`` that reach no border: the
+    # background sweep reports them after value v - 1, so the levels >= 1 in ascending order
+    above0 = int((levels >= 1).sum())
+    up = np.full(256, -1, np.int64)
+    up[levels[:above0][::-1] - 1] = np.arange(above0)
+    hole_rows, hole_best, _ = _max_tree.sweep(padded, h, w, order, begin, up, True, False, False, gt, grow)
+    if len(gt):
+        best = best[: len(levels)].copy()
+        best[:above0] = np.maximum(best[:above0], hole_best[:above0][::-1])
+        return best
+    hole_rows[:, :2] = above0 - 1 - hole_rows[:, 1::-1]  # report j of the background sweep is level above0 - 1 - j
+    return np.concatenate([_expand(rows), _expand(hole_rows)])
+
+
+_NO_GT = np.zeros((0, 4))
+
+
+def filled_map(u8: np.ndarray) -> np.ndarray:
+    """``u8`` with every pixel raised to the value at which its background component (``u8 < v``,
+    4-connected) first reaches the border: at every level, ``filled >= v`` is the foreground with its holes
+    filled in (the map the largest rule's sweep runs on)."""
+    from wsolbench.protocols import _max_tree
+
+    h, w = u8.shape
+    padded = np.pad(np.ascontiguousarray(u8, dtype=np.uint8), 1).reshape(-1)
+    order, begin = _max_tree.by_value(padded, h, w)
+    _, _, filled = _max_tree.sweep(padded, h, w, order, begin, np.full(256, -1, np.int64), True, False, True, _NO_GT, False)
+    return filled.reshape(h + 2, w + 2)[1:-1, 1:-1].copy()
+
+
+def _expand(rows: np.ndarray) -> np.ndarray:
+    """Rows (first level, last level, box) to one row (level, box) per level."""
+    n = (rows[:, 1] - rows[:, 0] + 1).astype(np.int64)
+    which = np.repeat(np.arange(len(rows)), n)
+    level = rows[which, 0] + np.arange(len(which)) - np.repeat(np.cumsum(n) - n, n)
+    return np.column_stack([level, rows[which, 2:]]).astype(np.int64)
 
 
 def threshold_boxes(u8: np.ndarray, thresholds: np.ndarray, multi_contour: bool) -> LevelBoxes:
@@ -101,8 +139,7 @@ def threshold_boxes(u8: np.ndarray, thresholds: np.ndarray, multi_contour: bool)
     if len(thresholds) == 0:
         return LevelBoxes(np.zeros((0, 4), np.int64), np.zeros(1, np.int64), np.zeros(0, np.int64))
     levels, level_of, _ = _levels(u8, thresholds)
-    no_best = np.zeros(0)
-    rows = _passes(u8, levels, multi_contour, np.zeros((0, 4)), False, no_best) if len(levels) else np.zeros((0, 5), np.int64)
+    rows = _search(u8, levels, multi_contour, _NO_GT, False) if len(levels) else np.zeros((0, 5), np.int64)
     rows = rows[np.argsort(rows[:, 0], kind="stable")]
     counts = np.bincount(rows[:, 0], minlength=len(levels) + 1)
     counts[len(levels)] = 1  # the "no foreground" level
@@ -121,7 +158,7 @@ def best_ious(u8: np.ndarray, thresholds: np.ndarray, multi_contour: bool, gt: n
     levels, level_of, _ = _levels(u8, thresholds)
     best = np.zeros(len(levels) + 1)
     if len(levels) and len(gt):
-        _passes(u8, levels, multi_contour, gt, grow, best)
+        best[: len(levels)] = _search(u8, levels, multi_contour, gt, grow)
     empty = np.array([NO_REGION], np.int64)
     if grow:
         h, w = u8.shape

@@ -265,13 +265,12 @@ def test_largest_rule_counts_a_rival_ring_by_its_outer_contour():
 
 def test_filled_map_against_filling_every_level_by_flood():
     # the background pass's filled map: at every level v, filled >= v is the foreground with its holes filled
-    from wsolbench.protocols._max_tree import background_pass
+    from wsolbench.protocols.level_boxes import filled_map
 
     rng = np.random.default_rng(9)
     for u8 in _random_maps(rng, 12) + [_rings(rng) for _ in range(4)]:
         h, w = u8.shape
-        _, filled = background_pass(u8.reshape(-1), h, w, np.zeros(0, np.int64), False, np.zeros((0, 4)), False, np.zeros(0))
-        filled = filled.reshape(h, w)
+        filled = filled_map(u8)
         for v in range(1, 256):
             n, labels = cv2.connectedComponents((u8 < v).view(np.uint8), connectivity=4, ltype=cv2.CV_32S)
             edge = set(labels[0].tolist()) | set(labels[-1].tolist()) | set(labels[:, 0].tolist()) | set(labels[:, -1].tolist())
