@@ -1,16 +1,19 @@
-"""The compiled sweep of the box search; ``level_boxes`` explains the algorithm and calls it.
+"""The compiled steps of the box search; ``level_boxes`` explains the algorithm and calls them.
 
-Pixels are flat indices ``p = (y + 1) * W + x + 1`` of the map padded by one pixel all round (row length
-``W = w + 2``), so every pixel has eight neighbours; the pad is never added. A pixel's *label* is the
-component it joined when it came in (-1: not in yet); components live in a small union-find of their own
-(``parent``), whose roots hold each component's box. Labels go stale when components merge; one ``find``
-on the component forest brings them up to date.
+Maps are padded by one pixel all round (row length ``W = w + 2``) and flattened, so a pixel ``p = (y + 1) *
+W + x + 1`` has eight neighbours ``p + OFFSETS[j]`` (bit j of its *mask*); the pad never comes in.
 
-Reports. The sweep counts the levels the caller asks for as it passes them ("reports" 0, 1, ...). A
-component's box is valid from the report after its last change (``since``) until it changes again: when it
-changes or is merged away, that stretch of reports [since, now - 1] goes out once, as a row (a, b, x0, y0,
-x1, y1) or, given ground truth, as its best IoU spread over the stretch (``_range_max``). So a component
-costs one IoU per stretch, not one per report.
+``sweep`` adds pixels in a given order and joins each to the neighbours already in. Which neighbours those
+are does not depend on the sweep's state, only on the order, so ``masks`` computes them for all pixels in
+one raster pass. A pixel's *label* is the component it joined when it came in; components live in a small
+union-find of their own (``parent``, one entry per component, not per pixel), whose roots hold each
+component's box. Labels go stale when components merge; ``_find`` brings them up to date.
+
+Reports. The sweep counts the levels the caller asks for as it passes them (reports 0, 1, ...). A
+component's box is valid from the report after its last change (``since``) until it changes again: when
+it changes or is merged away, that stretch of reports [since, now - 1] goes out once, as a row (a, b, x0,
+y0, x1, y1) or, given ground truth, as its best IoU raised over the stretch (``_range_max``). So a
+component costs one IoU per stretch, not one per report.
 """
 from __future__ import annotations
 
@@ -20,16 +23,16 @@ from numba import njit
 _JIT = dict(cache=True, nogil=True, boundscheck=False)
 _INLINE = dict(_JIT, inline="always")
 
-# the eight neighbours (dy, dx), bit j of a pixel's neighbour mask
+# the eight neighbours (dy, dx): bit j of a mask; bits 0-3 come before the pixel in raster order
 _NEIGHBOURS = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1))
 
 
 def _groups_table(eight: bool) -> tuple[np.ndarray, np.ndarray]:
     """For every mask of the neighbours already in: one neighbour per group of them already connected
-    through each other (so the pixel needs one ``find`` a group, not one a neighbour), and the group count.
-    Neighbours next to each other on the ring are connected (8-connectivity: any two at most one step
-    apart; 4-connectivity: side by side, so a corner in links its two sides). With 4-connectivity only the
-    four side neighbours join the pixel itself."""
+    through each other (so the pixel needs one ``_find`` a group, not one a neighbour), and the group count.
+    Neighbours next to each other on the ring are connected (8-connectivity: any two one step apart;
+    4-connectivity: side by side, so a corner in links its two sides). Under 4-connectivity only the four
+    side neighbours join the pixel itself."""
     reps = np.zeros((256, 4), np.int8)
     count = np.zeros(256, np.int8)
     for mask in range(256):
@@ -83,6 +86,102 @@ def by_value(padded, h, w):
             order[fill[k]] = p
             fill[k] += 1
     return order, begin
+
+
+@njit(**_JIT)
+def masks(padded, h, w):
+    """For the foreground sweep (values from 255 down, raster order within a value): each pixel's mask of
+    the neighbours that come in before it, higher or equal and earlier in raster order."""
+    W = w + 2
+    value = np.full(padded.size, -1, np.int16)  # the pad: never in
+    for y in range(1, h + 1):
+        for x in range(1, w + 1):
+            value[y * W + x] = padded[y * W + x]
+    out = np.zeros(padded.size, np.uint8)
+    for y in range(1, h + 1):
+        for x in range(1, w + 1):
+            p = y * W + x
+            v = value[p]
+            out[p] = ((value[p - W - 1] >= v) | ((value[p - W] >= v) << 1) | ((value[p - W + 1] >= v) << 2)
+                      | ((value[p - 1] >= v) << 3) | ((value[p + 1] > v) << 4) | ((value[p + W - 1] > v) << 5)
+                      | ((value[p + W] > v) << 6) | ((value[p + W + 1] > v) << 7))
+    return out
+
+
+@njit(**_JIT)
+def fill_holes(padded, h, w):
+    """The map with every pixel raised to the value at which its background component (values below v,
+    4-connected) first reaches the border: the least, over 4-connected paths from the pixel out of the map,
+    of the path's highest value. A reconstruction by erosion from the border (L. Vincent's hybrid
+    algorithm): a raster scan forward and one backward, then a queue for what the scans missed."""
+    W = w + 2
+    out = np.full(padded.size, 255, np.uint8)
+    out[:W] = 0  # the pad: the outside, reached at value 0
+    out[-W:] = 0
+    for y in range(1, h + 1):
+        out[y * W] = 0
+        out[y * W + w + 1] = 0
+    for y in range(1, h + 1):
+        for x in range(1, w + 1):
+            p = y * W + x
+            out[p] = max(padded[p], min(out[p], out[p - W], out[p - 1]))
+    queue = np.empty(h * w + 1, np.int32)  # a ring: a pixel is in it at most once
+    queued = np.zeros(padded.size, np.bool_)
+    head = tail = 0
+    for y in range(h, 0, -1):
+        for x in range(w, 0, -1):
+            p = y * W + x
+            out[p] = max(padded[p], min(out[p], out[p + W], out[p + 1]))
+            for q in (p + W, p + 1):
+                if out[q] > out[p] and out[q] > padded[q] and not queued[p]:
+                    queue[tail] = p
+                    tail = (tail + 1) % queue.size
+                    queued[p] = True
+    while head != tail:
+        p = queue[head]
+        head = (head + 1) % queue.size
+        queued[p] = False
+        for q in (p - W, p - 1, p + 1, p + W):
+            if out[q] > out[p] and out[q] != padded[q]:
+                out[q] = max(out[p], padded[q])
+                if not queued[q]:
+                    queue[tail] = q
+                    tail = (tail + 1) % queue.size
+                    queued[q] = True
+    return out
+
+
+@njit(**_JIT)
+def holes_order(padded, filled, h, w):
+    """The pixels that lie in a hole at some level (``filled > padded``) from the lowest value up, raster
+    order within a value; ``below[v]``: how many of them have a value below v; and their masks of the hole
+    pixels that come in before them (4-connected sides, corners for linking only)."""
+    W = w + 2
+    below = np.zeros(257, np.int64)
+    value = np.full(padded.size, 256, np.int16)  # not a hole pixel: never in
+    for y in range(1, h + 1):
+        for x in range(1, w + 1):
+            p = y * W + x
+            if filled[p] > padded[p]:
+                value[p] = padded[p]
+                below[padded[p] + 1] += 1
+    for v in range(256):
+        below[v + 1] += below[v]
+    fill = below[:256].copy()
+    order = np.empty(below[256], np.int32)
+    mask = np.zeros(padded.size, np.uint8)
+    for y in range(1, h + 1):
+        for x in range(1, w + 1):
+            p = y * W + x
+            v = value[p]
+            if v == 256:
+                continue
+            order[fill[v]] = p
+            fill[v] += 1
+            mask[p] = ((value[p - W - 1] <= v) | ((value[p - W] <= v) << 1) | ((value[p - W + 1] <= v) << 2)
+                       | ((value[p - 1] <= v) << 3) | ((value[p + 1] < v) << 4) | ((value[p + W - 1] < v) << 5)
+                       | ((value[p + W] < v) << 6) | ((value[p + W + 1] < v) << 7))
+    return order, below, mask
 
 
 @njit(**_INLINE)
@@ -140,75 +239,60 @@ def _emit(rows, n_rows, table, a, b, x0, y0, x1, y1, gt, grow, h, w):
     """One box valid for reports a..b: into ``table`` (ground truth given) or appended to ``rows``."""
     if gt.shape[0] > 0:
         _range_max(table, a, b, _iou(x0, y0, x1, y1, gt, grow, h, w))
-        return rows, n_rows
-    if n_rows == rows.shape[0]:
-        bigger = np.empty((2 * rows.shape[0], 6), np.int32)
-        bigger[:n_rows] = rows[:n_rows]
-        rows = bigger
+        return n_rows
     rows[n_rows, 0] = a
     rows[n_rows, 1] = b
     rows[n_rows, 2] = x0
     rows[n_rows, 3] = y0
     rows[n_rows, 4] = x1
     rows[n_rows, 5] = y1
-    return rows, n_rows + 1
+    return n_rows + 1
 
 
 @njit(**_JIT)
-def sweep(padded, h, w, order, begin, report, upward, largest, fill, gt, grow):
-    """Add the pixels one grey value at a time and report the components after the values ``report`` marks.
+def sweep(mask, h, w, order, ends, holes, last, largest, gt, grow):
+    """Add the pixels ``order[0], order[1], ...`` (``mask[p]``: the neighbours in before p) and make report
+    i once ``order[:ends[i]]`` are in.
 
-    ``upward`` False: the foreground sweep, values 255 down, 8-connected; after value v, the components are
-    those of ``padded >= v``. ``largest``: report only the component of largest twice-contour-area (window
-    count; ties to the one whose first pixel comes last), else every component, each box once per stretch.
-    ``upward`` True: the background sweep, values 0 up, 4-connected; after value v, the components are those
-    of ``padded <= v``, and those that reach no border pixel (holes) are reported, their boxes grown by one.
-
-    ``report[v]``: after value v comes report ``report[v]`` (reports numbered in sweep order), or none (-1).
-    Returns (rows (K, 6): first report, last report, x0 y0 x1 y1; best IoU per report; filled). ``fill``
-    (background sweep, to the last value): ``filled`` is the padded map with every pixel raised to the value
-    at which its background component first reaches the border, i.e. with every hole filled at every level.
+    Foreground (``holes`` False, 8-connected): report every component, each box once per stretch, or with
+    ``largest`` only the component of largest twice-contour-area (window count, ``GAIN``; ties to the one
+    whose first pixel in raster order comes last). Holes (``holes`` True, 4-connected, boxes grown by one
+    pixel: the hole's border): every component is a hole, of the reports up to ``last[p]`` of its pixels.
+    Returns (rows (K, 6): first report, last report, x0 y0 x1 y1 when ``gt`` is empty; the best IoU of each
+    report otherwise).
     """
     W = w + 2
-    n = h * w
-    reps, count = GROUPS4 if upward else GROUPS8
-    offsets = np.array([-W - 1, -W, -W + 1, -1, 1, W - 1, W, W + 1])
-    label = np.full(padded.size, -1, np.int32)
+    n = max(order.size, 1)
+    n_reports = ends.size
+    reps, count = GROUPS4 if holes else GROUPS8
+    offsets = np.array([-W - 1, -W, -W + 1, -1, 1, W - 1, W, W + 1], np.int32)
+    grown = 1 if holes else 0
+    label = np.empty(mask.size, np.int32)
     parent = np.empty(n, np.int32)
     x0 = np.empty(n, np.int32)
     y0 = np.empty(n, np.int32)
     x1 = np.empty(n, np.int32)
     y1 = np.empty(n, np.int32)
     since = np.empty(n, np.int32)  # the first report of the component's current box
-    area = np.zeros(n, np.int64)  # largest rule: twice the contour area
-    first = np.empty(n, np.int32)  # largest rule: the first pixel in raster order
-    outside = np.zeros(n, np.bool_)  # background: reaches the border
-    opened = np.full(n, 255, np.int32)  # background: the value at which the component reached the border
-    merged = np.empty((n, 2), np.int32)  # background: hole merged into hole, in order (for ``opened``)
-    n_merged = 0
-    alive = np.empty(n, np.int32)  # largest rule: the roots, pruned at each report
+    until = np.empty(n, np.int32)  # holes: its last report
+    area = np.zeros(n, np.int64)  # largest: twice the contour area
+    first = np.empty(n, np.int32)  # largest: the first pixel in raster order
+    alive = np.empty(n, np.int32)  # largest: the roots, pruned at each report
     n_alive = 0
-    n_reports = 0
-    for v in range(256):
-        if report[v] >= 0:
-            n_reports = max(n_reports, report[v] + 1)
     table = np.zeros((9, max(n_reports, 1)), np.float64)
-    rows = np.empty((64, 6), np.int32)
+    # a pixel ends at most four stretches (its own component's and three merged ones), a component one more
+    rows = np.empty((0 if gt.shape[0] else (n_reports if largest else 5 * n), 6), np.int32)
     n_rows = 0
     n_comp = 0
-    now = 0  # reports made so far
-    for step in range(256):
-        if now == n_reports and not fill:
-            break
-        v = step if upward else 255 - step
-        for k in range(begin[255 - v], begin[256 - v]):
+    k = 0
+    for now in range(n_reports):
+        while k < ends[now]:
             p = order[k]
+            k += 1
             y = p // W - 1
             x = p - (y + 1) * W - 1
-            mask = 0
-            for j in range(8):
-                mask |= int(label[p + offsets[j]] >= 0) << j
-            groups = count[mask]
+            m = mask[p]
+            groups = count[m]
             if groups == 0:  # a new component
                 c = n_comp
                 n_comp += 1
@@ -219,28 +303,24 @@ def sweep(padded, h, w, order, begin, report, upward, largest, fill, gt, grow):
                 y1[c] = y
                 since[c] = now
                 first[c] = p
+                if holes:
+                    until[c] = last[p]
                 if largest:
                     alive[n_alive] = c
                     n_alive += 1
             else:
-                c = _find(parent, label[p + offsets[reps[mask, 0]]])
+                c = _find(parent, label[p + offsets[reps[m, 0]]])
+                if since[c] < now and not largest:
+                    n_rows = _emit(rows, n_rows, table, since[c], now - 1, x0[c] - grown, y0[c] - grown,
+                                   x1[c] + grown, y1[c] + grown, gt, grow, h, w)
+                since[c] = now
                 for i in range(1, groups):
-                    r = _find(parent, label[p + offsets[reps[mask, i]]])
+                    r = _find(parent, label[p + offsets[reps[m, i]]])
                     if r == c:
                         continue
-                    for m in (c, r):  # both boxes end their stretch (a background one only as a hole)
-                        if since[m] < now and not largest and not outside[m]:
-                            rows, n_rows = _emit(rows, n_rows, table, since[m], now - 1, x0[m] - upward, y0[m] - upward,
-                                                 x1[m] + upward, y1[m] + upward, gt, grow, h, w)
-                        since[m] = now
-                    if upward:
-                        if outside[c] != outside[r]:  # a hole opens
-                            opened[r if outside[c] else c] = v
-                        elif not outside[c]:
-                            merged[n_merged, 0] = r
-                            merged[n_merged, 1] = c
-                            n_merged += 1
-                        outside[c] = outside[c] or outside[r]
+                    if since[r] < now and not largest:  # r's box ends its stretch
+                        n_rows = _emit(rows, n_rows, table, since[r], now - 1, x0[r] - grown, y0[r] - grown,
+                                       x1[r] + grown, y1[r] + grown, gt, grow, h, w)
                     parent[r] = c
                     x0[c] = min(x0[c], x0[r])
                     y0[c] = min(y0[c], y0[r])
@@ -248,10 +328,6 @@ def sweep(padded, h, w, order, begin, report, upward, largest, fill, gt, grow):
                     y1[c] = max(y1[c], y1[r])
                     area[c] += area[r]
                     first[c] = min(first[c], first[r])
-                if since[c] < now and not largest and not outside[c]:
-                    rows, n_rows = _emit(rows, n_rows, table, since[c], now - 1, x0[c] - upward, y0[c] - upward,
-                                         x1[c] + upward, y1[c] + upward, gt, grow, h, w)
-                since[c] = now
                 x0[c] = min(x0[c], x)
                 y0[c] = min(y0[c], y)
                 x1[c] = max(x1[c], x)
@@ -259,13 +335,8 @@ def sweep(padded, h, w, order, begin, report, upward, largest, fill, gt, grow):
                 first[c] = min(first[c], p)
             label[p] = c
             if largest:
-                area[c] += GAIN[mask]
-            if upward and not outside[c] and (x == 0 or y == 0 or x == w - 1 or y == h - 1):
-                outside[c] = True  # a hole reaches the border (its stretch went out above)
-                opened[c] = v
-        if report[v] < 0:
-            continue
-        if largest:  # the winner of this report; drop the roots merged away since the last one
+                area[c] += GAIN[m]
+        if largest:  # this report's winner; drop the roots merged away since the last one
             kept = 0
             win = -1
             for i in range(n_alive):
@@ -277,20 +348,12 @@ def sweep(padded, h, w, order, begin, report, upward, largest, fill, gt, grow):
                 if win < 0 or area[c] > area[win] or (area[c] == area[win] and first[c] > first[win]):
                     win = c
             n_alive = kept
-            rows, n_rows = _emit(rows, n_rows, table, now, now, x0[win], y0[win], x1[win], y1[win], gt, grow, h, w)
-        now += 1
-    if not largest:  # the boxes still standing end their stretch at the last report
+            if win >= 0:
+                n_rows = _emit(rows, n_rows, table, now, now, x0[win], y0[win], x1[win], y1[win], gt, grow, h, w)
+    if not largest:  # the boxes still standing end their stretch at the last report (a hole's: at its own)
         for c in range(n_comp):
-            if parent[c] == c and not outside[c] and since[c] < now:
-                rows, n_rows = _emit(rows, n_rows, table, since[c], now - 1, x0[c] - upward, y0[c] - upward,
-                                     x1[c] + upward, y1[c] + upward, gt, grow, h, w)
-    filled = padded.copy()
-    if fill:
-        for i in range(n_merged - 1, -1, -1):  # a hole merged into a hole opens with it
-            opened[merged[i, 0]] = opened[merged[i, 1]]
-        for y in range(1, h + 1):
-            for x in range(1, w + 1):
-                p = y * W + x
-                if label[p] >= 0:
-                    filled[p] = max(padded[p], opened[label[p]])
-    return rows[:n_rows], _spread(table), filled
+            end = min(n_reports - 1, until[c]) if holes else n_reports - 1
+            if parent[c] == c and since[c] <= end:
+                n_rows = _emit(rows, n_rows, table, since[c], end, x0[c] - grown, y0[c] - grown,
+                               x1[c] + grown, y1[c] + grown, gt, grow, h, w)
+    return rows[:n_rows], _spread(table)

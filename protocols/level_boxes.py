@@ -80,36 +80,42 @@ def _levels(u8: np.ndarray, thresholds) -> tuple[np.ndarray, np.ndarray, int]:
 
 
 def _search(u8: np.ndarray, levels: np.ndarray, multi_contour: bool, gt: np.ndarray, grow: bool):
-    """The sweeps for ``levels`` (descending, each at most the map's max): (rows (K, 5): level index, x0 y0
-    x1 y1, when ``gt`` is empty; the best IoU per level otherwise)."""
+    """Both sweeps for ``levels`` (descending, each at most the map's max): rows (K, 5) (level index, x0 y0
+    x1 y1) when ``gt`` is empty, else the best IoU of each level."""
     from wsolbench.protocols import _max_tree  # numba: imported on first use
 
     h, w = u8.shape
     padded = np.pad(np.ascontiguousarray(u8, dtype=np.uint8), 1).reshape(-1)
-    order, begin = _max_tree.by_value(padded, h, w)
-    down = np.full(256, -1, np.int64)  # the foreground sweep reports level i after the pixels of value levels[i]
-    down[levels] = np.arange(len(levels))
+    filled = _max_tree.fill_holes(padded, h, w)
     if not multi_contour:
-        filled = np.pad(filled_map(u8), 1).reshape(-1)
-        order, begin = _max_tree.by_value(filled, h, w)
-        rows, best, _ = _max_tree.sweep(filled, h, w, order, begin, down, False, True, False, gt, grow)
+        rows, best = _foreground(_max_tree, filled, h, w, levels, True, gt, grow)
         return _expand(rows) if len(gt) == 0 else best[: len(levels)]
-    rows, best, _ = _max_tree.sweep(padded, h, w, order, begin, down, False, False, False, gt, grow)
-    # the holes of level v are the background components of ``u8 <= v - 1`` that reach no border: the
-    # background sweep reports them after value v - 1, so the levels >= 1 in ascending order
+    rows, best = _foreground(_max_tree, padded, h, w, levels, False, gt, grow)
+    # the holes of level v: the background components of ``u8 < v`` that reach no border, made of the
+    # pixels with filled > u8 >= v - 1; the hole sweep adds them from the lowest value up, so it makes the
+    # reports of the levels >= 1 in ascending order
     above0 = int((levels >= 1).sum())
-    up = np.full(256, -1, np.int64)
-    up[levels[:above0][::-1] - 1] = np.arange(above0)
-    hole_rows, hole_best, _ = _max_tree.sweep(padded, h, w, order, begin, up, True, False, False, gt, grow)
+    up = levels[:above0][::-1]
+    order, below, mask = _max_tree.holes_order(padded, filled, h, w)
+    last = (np.searchsorted(up, np.arange(256), side="right") - 1).astype(np.int32)[filled]  # a hole lives up to its filled value
+    hole_rows, hole_best = _max_tree.sweep(mask, h, w, order, below[up], True, last, False, gt, grow)
     if len(gt):
         best = best[: len(levels)].copy()
         best[:above0] = np.maximum(best[:above0], hole_best[:above0][::-1])
         return best
-    hole_rows[:, :2] = above0 - 1 - hole_rows[:, 1::-1]  # report j of the background sweep is level above0 - 1 - j
+    hole_rows[:, :2] = above0 - 1 - hole_rows[:, 1::-1]  # report j of the hole sweep is level above0 - 1 - j
     return np.concatenate([_expand(rows), _expand(hole_rows)])
 
 
+def _foreground(kernels, padded, h, w, levels, largest, gt, grow):
+    """The foreground sweep of ``padded``, reporting level i once the pixels >= levels[i] are in."""
+    order, begin = kernels.by_value(padded, h, w)
+    mask = kernels.masks(padded, h, w)
+    return kernels.sweep(mask, h, w, order, begin[256 - levels], False, _NO_LAST, largest, gt, grow)
+
+
 _NO_GT = np.zeros((0, 4))
+_NO_LAST = np.zeros(1, np.int32)
 
 
 def filled_map(u8: np.ndarray) -> np.ndarray:
@@ -119,9 +125,7 @@ def filled_map(u8: np.ndarray) -> np.ndarray:
     from wsolbench.protocols import _max_tree
 
     h, w = u8.shape
-    padded = np.pad(np.ascontiguousarray(u8, dtype=np.uint8), 1).reshape(-1)
-    order, begin = _max_tree.by_value(padded, h, w)
-    _, _, filled = _max_tree.sweep(padded, h, w, order, begin, np.full(256, -1, np.int64), True, False, True, _NO_GT, False)
+    filled = _max_tree.fill_holes(np.pad(np.ascontiguousarray(u8, dtype=np.uint8), 1).reshape(-1), h, w)
     return filled.reshape(h + 2, w + 2)[1:-1, 1:-1].copy()
 
 
