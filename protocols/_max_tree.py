@@ -71,20 +71,25 @@ def by_value(padded, h, w):
     """(order, begin): the pixels of value v are ``order[begin[255 - v]:begin[256 - v]]`` (highest value
     first; raster order within a value)."""
     W = w + 2
-    begin = np.zeros(257, np.int64)
+    src = padded.reshape(h + 2, W)
+    count = np.zeros(257, np.int64)
     for y in range(1, h + 1):
+        row = src[y]
         for x in range(1, w + 1):
-            begin[256 - padded[y * W + x]] += 1
-    for k in range(256):
-        begin[k + 1] += begin[k]
-    fill = begin[:256].copy()
+            count[row[x]] += 1
+    begin = np.zeros(257, np.int64)
+    for v in range(255, -1, -1):
+        begin[256 - v] = begin[255 - v] + count[v]
+    at = np.empty(256, np.uint32)  # where the next pixel of value v goes
+    for v in range(256):
+        at[v] = begin[255 - v]
     order = np.empty(h * w, np.uint32)
     for y in range(1, h + 1):
+        row = src[y]
         for x in range(1, w + 1):
-            p = y * W + x
-            k = 255 - padded[p]
-            order[fill[k]] = p
-            fill[k] += 1
+            v = row[x]
+            order[at[v]] = y * W + x
+            at[v] += np.uint32(1)
     return order, begin
 
 
@@ -304,23 +309,28 @@ def sweep(mask, h, w, order, ends, holes, last, largest, gt, grow):
                 x1[c] = x
                 y1[c] = y
                 since[c] = now
-                first[c] = p
                 if holes:
                     until[c] = last[p]
                 if largest:
+                    first[c] = p
                     alive[n_alive] = c
                     n_alive += 1
             else:
                 c = _find(parent, label[p + offsets[reps[m, 0]]])
-                if since[c] < now and not largest:
+                if largest:
+                    first[c] = min(first[c], p)
+                elif since[c] < now:
                     n_rows = _emit(rows, n_rows, table, since[c], now - 1, x0[c] - grown, y0[c] - grown,
                                    x1[c] + grown, y1[c] + grown, gt, grow, h, w)
-                since[c] = now
+                    since[c] = now
                 for i in range(1, groups):
                     r = _find(parent, label[p + offsets[reps[m, i]]])
                     if r == c:
                         continue
-                    if since[r] < now and not largest:  # r's box ends its stretch
+                    if largest:
+                        area[c] += area[r]
+                        first[c] = min(first[c], first[r])
+                    elif since[r] < now:  # r's box ends its stretch
                         n_rows = _emit(rows, n_rows, table, since[r], now - 1, x0[r] - grown, y0[r] - grown,
                                        x1[r] + grown, y1[r] + grown, gt, grow, h, w)
                     parent[r] = c
@@ -328,13 +338,10 @@ def sweep(mask, h, w, order, ends, holes, last, largest, gt, grow):
                     y0[c] = min(y0[c], y0[r])
                     x1[c] = max(x1[c], x1[r])
                     y1[c] = max(y1[c], y1[r])
-                    area[c] += area[r]
-                    first[c] = min(first[c], first[r])
                 x0[c] = min(x0[c], x)
                 y0[c] = min(y0[c], y)
                 x1[c] = max(x1[c], x)
                 y1[c] = max(y1[c], y)
-                first[c] = min(first[c], p)
             label[p] = c
             if largest:
                 area[c] += GAIN[m]
@@ -359,3 +366,74 @@ def sweep(mask, h, w, order, ends, holes, last, largest, gt, grow):
                 n_rows = _emit(rows, n_rows, table, since[c], end, x0[c] - grown, y0[c] - grown,
                                x1[c] + grown, y1[c] + grown, gt, grow, h, w)
     return rows[:n_rows], _spread(table)
+
+
+@njit(**_JIT)
+def levels_of(top, thresholds):
+    """(levels, level_of): the distinct levels v = int(t * top) + 1 (at least 0; the foreground is the
+    pixels >= v) that hold foreground (v <= top), highest first, and each threshold's index into them,
+    where ``len(levels)`` means "no foreground"."""
+    v = np.empty(thresholds.size, np.int64)
+    has = np.zeros(257, np.bool_)
+    for j in range(thresholds.size):
+        v[j] = min(max(int(thresholds[j] * float(top)) + 1, 0), 256)  # the reference's int(t * max), + 1
+        has[v[j]] = has[v[j]] or v[j] <= top
+    levels = np.empty(257, np.int64)
+    index = np.empty(257, np.int64)
+    n = 0
+    for level in range(256, -1, -1):
+        if has[level]:
+            levels[n] = level
+            index[level] = n
+            n += 1
+    level_of = np.empty(thresholds.size, np.int64)
+    for j in range(thresholds.size):
+        level_of[j] = index[v[j]] if has[v[j]] else n
+    return levels[:n].copy(), level_of
+
+
+@njit(**_JIT)
+def search(u8, thresholds, largest, gt, grow):
+    """The whole box search of one map (see ``level_boxes``): (rows (K, 6): first level index, last level
+    index, x0 y0 x1 y1, when ``gt`` is empty; the best IoU of every level, the last one "no foreground";
+    each threshold's level index)."""
+    h, w = u8.shape
+    top = u8.max() if u8.size else 0
+    levels, level_of = levels_of(top, thresholds)
+    L = levels.size
+    best = np.zeros(L + 1)
+    if gt.shape[0]:  # "no foreground": the box NO_REGION, area 0 (or one pixel in wsolevaluation's form)
+        best[L] = _iou(0, 0, -1, -1, gt, grow, h, w)
+    if L == 0:
+        return np.zeros((0, 6), np.int32), best, level_of
+    padded = np.zeros((h + 2) * (w + 2), np.uint8)
+    padded.reshape(h + 2, w + 2)[1:-1, 1:-1] = u8
+    filled = fill_holes(padded, h, w)
+    if largest:  # the foreground sweep of the filled map: every component an outer contour, holes filled in
+        order, begin = by_value(filled, h, w)
+        rows, got = sweep(masks(filled, h, w), h, w, order, begin[256 - levels], False, _NO_LAST, True, gt, grow)
+        best[:L] = got[:L]
+        return rows, best, level_of
+    order, begin = by_value(padded, h, w)
+    rows, got = sweep(masks(padded, h, w), h, w, order, begin[256 - levels], False, _NO_LAST, False, gt, grow)
+    best[:L] = got[:L]
+    # the holes of level v: the background components of values < v that reach no border, made of the
+    # pixels with filled > value >= v - 1; the hole sweep adds them from the lowest value up, so it makes
+    # the reports of the levels >= 1 in ascending order, and a hole lives up to its pixels' filled value
+    above0 = L - 1 if levels[L - 1] == 0 else L
+    up = levels[:above0][::-1].copy()
+    last_of = np.searchsorted(up, np.arange(256), side="right").astype(np.int32) - 1
+    last = np.empty(padded.size, np.int32)
+    for p in range(padded.size):
+        last[p] = last_of[filled[p]]
+    order, below, mask = holes_order(padded, filled, h, w)
+    hole_rows, hole_best = sweep(mask, h, w, order, below[up], True, last, False, gt, grow)
+    for j in range(above0):  # report j of the hole sweep is level above0 - 1 - j
+        best[above0 - 1 - j] = max(best[above0 - 1 - j], hole_best[j])
+    first = above0 - 1 - hole_rows[:, 1]
+    hole_rows[:, 1] = above0 - 1 - hole_rows[:, 0]
+    hole_rows[:, 0] = first
+    return np.concatenate((rows, hole_rows)), best, level_of
+
+
+_NO_LAST = np.zeros(1, np.int32)
