@@ -67,9 +67,10 @@ GAIN = _window_gain()
 
 
 @njit(**_JIT)
-def by_value(padded, h, w):
-    """(order, begin): the pixels of value v are ``order[begin[255 - v]:begin[256 - v]]`` (highest value
-    first; raster order within a value)."""
+def by_value(padded, mask, h, w):
+    """The foreground sweep's order, highest value first and raster order within a value: the pixels of
+    value v are entries ``begin[255 - v]:begin[256 - v]`` of ``order`` (the pixel), ``coords`` (y << 16 | x)
+    and ``order_mask`` (its mask), so the sweep reads all three in sequence."""
     W = w + 2
     src = padded.reshape(h + 2, W)
     count = np.zeros(257, np.int64)
@@ -84,13 +85,17 @@ def by_value(padded, h, w):
     for v in range(256):
         at[v] = begin[255 - v]
     order = np.empty(h * w, np.uint32)
+    coords = np.empty(h * w, np.uint32)
+    order_mask = np.empty(h * w, np.uint8)
     for y in range(1, h + 1):
         row = src[y]
         for x in range(1, w + 1):
-            v = row[x]
-            order[at[v]] = y * W + x
-            at[v] += np.uint32(1)
-    return order, begin
+            k = at[row[x]]
+            at[row[x]] += np.uint32(1)
+            order[k] = y * W + x
+            coords[k] = (y - 1) << 16 | (x - 1)
+            order_mask[k] = mask[y * W + x]
+    return order, coords, order_mask, begin
 
 
 @njit(**_JIT)
@@ -156,9 +161,10 @@ def fill_holes(padded, h, w):
 
 @njit(**_JIT)
 def holes_order(padded, filled, h, w):
-    """The pixels that lie in a hole at some level (``filled > padded``) from the lowest value up, raster
-    order within a value; ``below[v]``: how many of them have a value below v; and their masks of the hole
-    pixels that come in before them (4-connected sides, corners for linking only)."""
+    """The hole sweep's order: the pixels that lie in a hole at some level (``filled > padded``), lowest
+    value first, raster order within a value, as ``by_value`` gives them (order, coords, order_mask), their
+    masks of the hole pixels that come in before them (4-connected sides, corners for linking only); and
+    ``below[v]``: how many of them have a value below v."""
     W = w + 2
     below = np.zeros(257, np.int64)
     value = np.full((h + 2, W), 256, np.int16)  # not a hole pixel: never in
@@ -172,18 +178,22 @@ def holes_order(padded, filled, h, w):
         below[v + 1] += below[v]
     at = below[:256].copy()
     order = np.empty(below[256], np.uint32)
-    mask = np.zeros((h + 2, W), np.uint8)
+    coords = np.empty(below[256], np.uint32)
+    order_mask = np.empty(below[256], np.uint8)
     for y in range(1, h + 1):
-        up, mid, down, o = value[y - 1], value[y], value[y + 1], mask[y]
+        up, mid, down = value[y - 1], value[y], value[y + 1]
         for x in range(1, w + 1):
             v = mid[x]
             if v == 256:
                 continue
-            order[at[v]] = y * W + x
+            k = at[v]
             at[v] += 1
-            o[x] = ((up[x - 1] <= v) | ((up[x] <= v) << 1) | ((up[x + 1] <= v) << 2) | ((mid[x - 1] <= v) << 3)
-                    | ((mid[x + 1] < v) << 4) | ((down[x - 1] < v) << 5) | ((down[x] < v) << 6) | ((down[x + 1] < v) << 7))
-    return order, below, mask.reshape(-1)
+            order[k] = y * W + x
+            coords[k] = (y - 1) << 16 | (x - 1)
+            order_mask[k] = ((up[x - 1] <= v) | ((up[x] <= v) << 1) | ((up[x + 1] <= v) << 2) | ((mid[x - 1] <= v) << 3)
+                             | ((mid[x + 1] < v) << 4) | ((down[x - 1] < v) << 5) | ((down[x] < v) << 6)
+                             | ((down[x + 1] < v) << 7))
+    return order, coords, order_mask, below
 
 
 @njit(**_INLINE)
@@ -252,9 +262,9 @@ def _emit(rows, n_rows, table, a, b, x0, y0, x1, y1, gt, grow, h, w):
 
 
 @njit(**_JIT)
-def sweep(mask, h, w, order, ends, holes, last, largest, gt, grow):
-    """Add the pixels ``order[0], order[1], ...`` (``mask[p]``: the neighbours in before p) and make report
-    i once ``order[:ends[i]]`` are in.
+def sweep(order, coords, order_mask, h, w, ends, holes, last, largest, gt, grow):
+    """Add the pixels ``order[0], order[1], ...`` (at ``coords``, with ``order_mask``: the neighbours in
+    before them) and make report i once ``order[:ends[i]]`` are in.
 
     Foreground (``holes`` False, 8-connected): report every component, each box once per stretch, or with
     ``largest`` only the component of largest twice-contour-area (window count, ``GAIN``; ties to the one
@@ -266,24 +276,23 @@ def sweep(mask, h, w, order, ends, holes, last, largest, gt, grow):
     Pixel and component indices are unsigned (uint32; uint64 offsets wrap round for the negative ones): so
     numba skips its negative-index check on every access, which made this loop 1.6 times slower.
     """
-    W = np.uint32(w + 2)
     n = max(order.size, 1)
     n_reports = ends.size
     reps, count = GROUPS4 if holes else GROUPS8
     Wi = w + 2
     offsets = np.array([-Wi - 1, -Wi, -Wi + 1, -1, 1, Wi - 1, Wi, Wi + 1], np.int64).astype(np.uint64)
     grown = 1 if holes else 0
-    label = np.empty(mask.size, np.uint32)
+    label = np.empty((h + 2) * (w + 2), np.uint32)
     parent = np.empty(n, np.uint32)
     x0 = np.empty(n, np.int32)
     y0 = np.empty(n, np.int32)
     x1 = np.empty(n, np.int32)
     y1 = np.empty(n, np.int32)
     since = np.empty(n, np.int32)  # the first report of the component's current box
-    until = np.empty(n, np.int32)  # holes: its last report
-    area = np.zeros(n, np.int64)  # largest: twice the contour area
-    first = np.empty(n, np.uint32)  # largest: the first pixel in raster order
-    alive = np.empty(n, np.uint32)  # largest: the roots, pruned at each report
+    until = np.empty(n if holes else 1, np.int32)  # holes: its last report
+    area = np.zeros(n if largest else 1, np.int64)  # largest: twice the contour area
+    first = np.empty(n if largest else 1, np.uint32)  # largest: the first pixel in raster order
+    alive = np.empty(n if largest else 1, np.uint32)  # largest: the roots, pruned at each report
     n_alive = 0
     table = np.zeros((9, max(n_reports, 1)), np.float64)
     # a pixel ends at most four stretches (its own component's and three merged ones), a component one more
@@ -294,11 +303,10 @@ def sweep(mask, h, w, order, ends, holes, last, largest, gt, grow):
     for now in range(n_reports):
         while k < ends[now]:
             p = order[k]
+            y = np.int64(coords[k] >> 16)
+            x = np.int64(coords[k] & 0xFFFF)
+            m = order_mask[k]
             k += 1
-            row = p // W
-            y = np.int64(row) - 1
-            x = np.int64(p - row * W) - 1
-            m = mask[p]
             groups = count[m]
             if groups == 0:  # a new component
                 c = n_comp
@@ -410,12 +418,12 @@ def search(u8, thresholds, largest, gt, grow):
     padded.reshape(h + 2, w + 2)[1:-1, 1:-1] = u8
     filled = fill_holes(padded, h, w)
     if largest:  # the foreground sweep of the filled map: every component an outer contour, holes filled in
-        order, begin = by_value(filled, h, w)
-        rows, got = sweep(masks(filled, h, w), h, w, order, begin[256 - levels], False, _NO_LAST, True, gt, grow)
+        order, coords, order_mask, begin = by_value(filled, masks(filled, h, w), h, w)
+        rows, got = sweep(order, coords, order_mask, h, w, begin[256 - levels], False, _NO_LAST, True, gt, grow)
         best[:L] = got[:L]
         return rows, best, level_of
-    order, begin = by_value(padded, h, w)
-    rows, got = sweep(masks(padded, h, w), h, w, order, begin[256 - levels], False, _NO_LAST, False, gt, grow)
+    order, coords, order_mask, begin = by_value(padded, masks(padded, h, w), h, w)
+    rows, got = sweep(order, coords, order_mask, h, w, begin[256 - levels], False, _NO_LAST, False, gt, grow)
     best[:L] = got[:L]
     # the holes of level v: the background components of values < v that reach no border, made of the
     # pixels with filled > value >= v - 1; the hole sweep adds them from the lowest value up, so it makes
@@ -426,8 +434,8 @@ def search(u8, thresholds, largest, gt, grow):
     last = np.empty(padded.size, np.int32)
     for p in range(padded.size):
         last[p] = last_of[filled[p]]
-    order, below, mask = holes_order(padded, filled, h, w)
-    hole_rows, hole_best = sweep(mask, h, w, order, below[up], True, last, False, gt, grow)
+    order, coords, order_mask, below = holes_order(padded, filled, h, w)
+    hole_rows, hole_best = sweep(order, coords, order_mask, h, w, below[up], True, last, False, gt, grow)
     for j in range(above0):  # report j of the hole sweep is level above0 - 1 - j
         best[above0 - 1 - j] = max(best[above0 - 1 - j], hole_best[j])
     first = above0 - 1 - hole_rows[:, 1]
