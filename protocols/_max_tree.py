@@ -4,8 +4,8 @@ Maps are padded by one pixel all round (row length ``W = w + 2``) and flattened,
 W + x + 1`` has eight neighbours ``p + OFFSETS[j]`` (bit j of its *mask*); the pad never comes in.
 
 ``sweep`` adds pixels in a given order and joins each to the neighbours already in. Which neighbours those
-are does not depend on the sweep's state, only on the order, so ``masks`` computes them for all pixels in
-one raster pass. A pixel's *label* is the component it joined when it came in; components live in a small
+are does not depend on the sweep's state, only on the order, so ``by_value`` computes them for all pixels
+in one raster pass. A pixel's *label* is the component it joined when it came in; components live in a small
 union-find of their own (``parent``, one entry per component, not per pixel), whose roots hold each
 component's box. Labels go stale when components merge; ``_find`` brings them up to date.
 
@@ -67,15 +67,17 @@ GAIN = _window_gain()
 
 
 @njit(**_JIT)
-def by_value(padded, mask, h, w):
+def by_value(padded, h, w):
     """The foreground sweep's order, highest value first and raster order within a value: the pixels of
     value v are entries ``begin[255 - v]:begin[256 - v]`` of ``order`` (the pixel), ``coords`` (y << 16 | x)
-    and ``order_mask`` (its mask), so the sweep reads all three in sequence."""
+    and ``order_mask`` (its mask of the neighbours that come in before it: higher, or equal and earlier in
+    raster order), so the sweep reads all three in sequence."""
     W = w + 2
-    src = padded.reshape(h + 2, W)
+    value = np.full((h + 2, W), -1, np.int16)  # the pad: never in
+    value[1:-1, 1:-1] = padded.reshape(h + 2, W)[1:-1, 1:-1]
     count = np.zeros(257, np.int64)
     for y in range(1, h + 1):
-        row = src[y]
+        row = value[y]
         for x in range(1, w + 1):
             count[row[x]] += 1
     begin = np.zeros(257, np.int64)
@@ -84,35 +86,25 @@ def by_value(padded, mask, h, w):
     at = np.empty(256, np.uint32)  # where the next pixel of value v goes
     for v in range(256):
         at[v] = begin[255 - v]
+    mask = np.zeros((h + 2, W), np.uint8)
+    for y in range(1, h + 1):  # rows as views, so the compiler sees the indices stay in bounds (vectorised)
+        up, mid, down, out = value[y - 1], value[y], value[y + 1], mask[y]
+        for x in range(1, w + 1):
+            v = mid[x]
+            out[x] = ((up[x - 1] >= v) | ((up[x] >= v) << 1) | ((up[x + 1] >= v) << 2) | ((mid[x - 1] >= v) << 3)
+                      | ((mid[x + 1] > v) << 4) | ((down[x - 1] > v) << 5) | ((down[x] > v) << 6) | ((down[x + 1] > v) << 7))
     order = np.empty(h * w, np.uint32)
     coords = np.empty(h * w, np.uint32)
     order_mask = np.empty(h * w, np.uint8)
     for y in range(1, h + 1):
-        row = src[y]
+        row, out = value[y], mask[y]
         for x in range(1, w + 1):
             k = at[row[x]]
             at[row[x]] += np.uint32(1)
             order[k] = y * W + x
             coords[k] = (y - 1) << 16 | (x - 1)
-            order_mask[k] = mask[y * W + x]
+            order_mask[k] = out[x]
     return order, coords, order_mask, begin
-
-
-@njit(**_JIT)
-def masks(padded, h, w):
-    """For the foreground sweep (values from 255 down, raster order within a value): each pixel's mask of
-    the neighbours that come in before it, higher or equal and earlier in raster order."""
-    W = w + 2
-    value = np.full((h + 2, W), -1, np.int16)  # the pad: never in
-    value[1:-1, 1:-1] = padded.reshape(h + 2, W)[1:-1, 1:-1]
-    out = np.zeros((h + 2, W), np.uint8)
-    for y in range(1, h + 1):  # rows as views, so the compiler sees the indices stay in bounds (vectorised)
-        up, mid, down, o = value[y - 1], value[y], value[y + 1], out[y]
-        for x in range(1, w + 1):
-            v = mid[x]
-            o[x] = ((up[x - 1] >= v) | ((up[x] >= v) << 1) | ((up[x + 1] >= v) << 2) | ((mid[x - 1] >= v) << 3)
-                    | ((mid[x + 1] > v) << 4) | ((down[x - 1] > v) << 5) | ((down[x] > v) << 6) | ((down[x + 1] > v) << 7))
-    return out.reshape(-1)
 
 
 @njit(**_JIT)
@@ -123,27 +115,33 @@ def fill_holes(padded, h, w):
     algorithm): a raster scan forward and one backward, then a queue for what the scans missed."""
     W = w + 2
     src = padded.reshape(h + 2, W)
-    out = np.full((h + 2, W), 255, np.uint8)
+    out = np.empty((h + 2, W), np.uint8)
     out[0] = 0  # the pad: the outside, reached at value 0
     out[-1] = 0
     out[:, 0] = 0
     out[:, -1] = 0
     for y in range(1, h + 1):
         up, row, s = out[y - 1], out[y], src[y]
+        left = np.uint8(0)
         for x in range(1, w + 1):
-            row[x] = max(s[x], min(row[x], up[x], row[x - 1]))
+            left = max(s[x], min(up[x], left))
+            row[x] = left
     flat = out.reshape(-1)
     queue = np.empty(h * w + 1, np.uint32)  # a ring: a pixel is in it at most once
     queued = np.zeros(padded.size, np.bool_)
     head = tail = 0
     for y in range(h, 0, -1):
-        down, row, s, s_down = out[y + 1], out[y], src[y], src[y + 1]
+        down, row, s, s_down, mark = out[y + 1], out[y], src[y], src[y + 1], queued[y * W : (y + 1) * W]
+        right = np.uint8(0)
         for x in range(w, 0, -1):
-            row[x] = max(s[x], min(row[x], down[x], row[x + 1]))
-            if (down[x] > row[x] and down[x] > s_down[x]) or (row[x + 1] > row[x] and row[x + 1] > s[x + 1]):
-                queue[tail] = y * W + x
-                tail += 1
-                queued[y * W + x] = True
+            v = max(s[x], min(row[x], down[x], right))
+            row[x] = v
+            # queue the pixel when a neighbour already scanned could come down to it (no branch: always write)
+            push = ((down[x] > v) & (down[x] > s_down[x])) | ((right > v) & (right > s[x + 1]))
+            queue[tail] = y * W + x
+            tail += push
+            mark[x] = push
+            right = v
     W_ = np.uint32(W)
     while head != tail:  # indices unsigned: no negative-index wrap-around check on each access
         p = queue[head]
@@ -160,11 +158,12 @@ def fill_holes(padded, h, w):
 
 
 @njit(**_JIT)
-def holes_order(padded, filled, h, w):
+def holes_order(padded, filled, last_of, h, w):
     """The hole sweep's order: the pixels that lie in a hole at some level (``filled > padded``), lowest
     value first, raster order within a value, as ``by_value`` gives them (order, coords, order_mask), their
-    masks of the hole pixels that come in before them (4-connected sides, corners for linking only); and
-    ``below[v]``: how many of them have a value below v."""
+    masks of the hole pixels that come in before them (4-connected sides, corners for linking only), and
+    ``order_last``: the last report of their hole, ``last_of[filled]``; and ``below[v]``: how many of them
+    have a value below v."""
     W = w + 2
     below = np.zeros(257, np.int64)
     value = np.full((h + 2, W), 256, np.int16)  # not a hole pixel: never in
@@ -180,6 +179,7 @@ def holes_order(padded, filled, h, w):
     order = np.empty(below[256], np.uint32)
     coords = np.empty(below[256], np.uint32)
     order_mask = np.empty(below[256], np.uint8)
+    order_last = np.empty(below[256], np.int32)
     for y in range(1, h + 1):
         up, mid, down = value[y - 1], value[y], value[y + 1]
         for x in range(1, w + 1):
@@ -190,10 +190,11 @@ def holes_order(padded, filled, h, w):
             at[v] += 1
             order[k] = y * W + x
             coords[k] = (y - 1) << 16 | (x - 1)
+            order_last[k] = last_of[fill_[y, x]]
             order_mask[k] = ((up[x - 1] <= v) | ((up[x] <= v) << 1) | ((up[x + 1] <= v) << 2) | ((mid[x - 1] <= v) << 3)
                              | ((mid[x + 1] < v) << 4) | ((down[x - 1] < v) << 5) | ((down[x] < v) << 6)
                              | ((down[x + 1] < v) << 7))
-    return order, coords, order_mask, below
+    return order, coords, order_mask, order_last, below
 
 
 @njit(**_INLINE)
@@ -262,14 +263,14 @@ def _emit(rows, n_rows, table, a, b, x0, y0, x1, y1, gt, grow, h, w):
 
 
 @njit(**_JIT)
-def sweep(order, coords, order_mask, h, w, ends, holes, last, largest, gt, grow):
+def sweep(order, coords, order_mask, order_last, h, w, ends, holes, largest, gt, grow):
     """Add the pixels ``order[0], order[1], ...`` (at ``coords``, with ``order_mask``: the neighbours in
     before them) and make report i once ``order[:ends[i]]`` are in.
 
     Foreground (``holes`` False, 8-connected): report every component, each box once per stretch, or with
     ``largest`` only the component of largest twice-contour-area (window count, ``GAIN``; ties to the one
     whose first pixel in raster order comes last). Holes (``holes`` True, 4-connected, boxes grown by one
-    pixel: the hole's border): every component is a hole, of the reports up to ``last[p]`` of its pixels.
+    pixel: the hole's border): every component is a hole, of the reports up to its pixels' ``order_last``.
     Returns (rows (K, 6): first report, last report, x0 y0 x1 y1 when ``gt`` is empty; the best IoU of each
     report otherwise).
 
@@ -318,7 +319,7 @@ def sweep(order, coords, order_mask, h, w, ends, holes, last, largest, gt, grow)
                 y1[c] = y
                 since[c] = now
                 if holes:
-                    until[c] = last[p]
+                    until[c] = order_last[k - 1]
                 if largest:
                     first[c] = p
                     alive[n_alive] = c
@@ -418,12 +419,12 @@ def search(u8, thresholds, largest, gt, grow):
     padded.reshape(h + 2, w + 2)[1:-1, 1:-1] = u8
     filled = fill_holes(padded, h, w)
     if largest:  # the foreground sweep of the filled map: every component an outer contour, holes filled in
-        order, coords, order_mask, begin = by_value(filled, masks(filled, h, w), h, w)
-        rows, got = sweep(order, coords, order_mask, h, w, begin[256 - levels], False, _NO_LAST, True, gt, grow)
+        order, coords, order_mask, begin = by_value(filled, h, w)
+        rows, got = sweep(order, coords, order_mask, _NO_LAST, h, w, begin[256 - levels], False, True, gt, grow)
         best[:L] = got[:L]
         return rows, best, level_of
-    order, coords, order_mask, begin = by_value(padded, masks(padded, h, w), h, w)
-    rows, got = sweep(order, coords, order_mask, h, w, begin[256 - levels], False, _NO_LAST, False, gt, grow)
+    order, coords, order_mask, begin = by_value(padded, h, w)
+    rows, got = sweep(order, coords, order_mask, _NO_LAST, h, w, begin[256 - levels], False, False, gt, grow)
     best[:L] = got[:L]
     # the holes of level v: the background components of values < v that reach no border, made of the
     # pixels with filled > value >= v - 1; the hole sweep adds them from the lowest value up, so it makes
@@ -431,11 +432,8 @@ def search(u8, thresholds, largest, gt, grow):
     above0 = L - 1 if levels[L - 1] == 0 else L
     up = levels[:above0][::-1].copy()
     last_of = np.searchsorted(up, np.arange(256), side="right").astype(np.int32) - 1
-    last = np.empty(padded.size, np.int32)
-    for p in range(padded.size):
-        last[p] = last_of[filled[p]]
-    order, coords, order_mask, below = holes_order(padded, filled, h, w)
-    hole_rows, hole_best = sweep(order, coords, order_mask, h, w, below[up], True, last, False, gt, grow)
+    order, coords, order_mask, order_last, below = holes_order(padded, filled, last_of, h, w)
+    hole_rows, hole_best = sweep(order, coords, order_mask, order_last, h, w, below[up], True, False, gt, grow)
     for j in range(above0):  # report j of the hole sweep is level above0 - 1 - j
         best[above0 - 1 - j] = max(best[above0 - 1 - j], hole_best[j])
     first = above0 - 1 - hole_rows[:, 1]
