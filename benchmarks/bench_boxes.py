@@ -1,17 +1,28 @@
 """End to end per map (wsoleval resize to 224, uint8, boxes, best IoU per threshold): the fast box search
 (``level_boxes.best_ious``) against the per-threshold reference (``reference_boxes`` + numpy IoU), side by
-side in one run, on smooth CAM-like maps (28 x 28 Gaussian blobs + 5 % noise) and noisy maps (the same at 224
-plus uniform noise up to 0.3), at intervals 0.01 and 0.001, both box rules. Times are the best of the maps'
-per-map means over 3 repeats (the machine is shared). Run: ``.venv/bin/python benchmarks/bench_boxes.py [n]``.
+side in one run, on smooth CAM-like maps (28 x 28 Gaussian blobs + 5 % noise), noisy maps (the same at 224
+plus uniform noise up to 0.3) and, given ``--real FILE.npz``, the maps of a trained run (``wsolbench eval
+RUN --save-maps``), at intervals 0.01 and 0.001, both box rules. Then the per-map cost of each stage of the
+fast path, and the numba compile time (cold cache, then cached).
+
+Every map is timed on its own, the best of ``--repeats`` calls (the reference at 0.001: one call); the
+machine is shared, so the best is the least disturbed; a row is the mean over the same maps for both.
+Both searches must agree on the first two maps of each row before it is timed.
+Run: ``.venv/bin/python benchmarks/bench_boxes.py [--maps N] [--real FILE.npz]``.
 """
 from __future__ import annotations
 
+import argparse
+import os
+import subprocess
 import sys
+import tempfile
 import time
 
 import cv2
 import numpy as np
 
+from wsolbench.protocols import _max_tree
 from wsolbench.protocols.box_scores import best_iou_per_threshold
 from wsolbench.protocols.level_boxes import best_ious
 from wsolbench.protocols.reference_boxes import reference_level_boxes
@@ -36,42 +47,100 @@ def noisy(rng) -> np.ndarray:
     return m + rng.uniform(0, 0.3) * rng.random((224, 224))
 
 
+def prepare(raw) -> np.ndarray:
+    return to_uint8(resize_wsoleval(raw, 224))
+
+
 def fast(raw, thresholds, multi):
-    return best_ious(to_uint8(resize_wsoleval(raw, 224)), thresholds, multi, GT, True)
+    return best_ious(prepare(raw), thresholds, multi, GT, True)
 
 
 def reference(raw, thresholds, multi):
-    u8 = to_uint8(resize_wsoleval(raw, 224))
-    levels = reference_level_boxes(u8, thresholds, multi)
+    levels = reference_level_boxes(prepare(raw), thresholds, multi)
     scored = levels.boxes.copy()
     scored[:, 2:] = np.minimum(scored[:, 2:] + 1, 223)
     return best_iou_per_threshold(levels, scored, GT)
 
 
-def per_map_ms(fn, maps, thresholds, multi, repeats=3) -> float:
-    best = np.inf
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for m in maps:
-            fn(m, thresholds, multi)
-        best = min(best, (time.perf_counter() - start) / len(maps))
-    return best * 1e3
+def per_map_ms(fn, items, repeats) -> float:
+    """Mean over the items of the best of ``repeats`` calls, in ms."""
+    total = 0.0
+    for item in items:
+        best = np.inf
+        for _ in range(repeats):
+            start = time.perf_counter()
+            fn(item)
+            best = min(best, time.perf_counter() - start)
+        total += best
+    return total / len(items) * 1e3
 
 
-def main(n: int = 6) -> None:
-    rng = np.random.default_rng(0)
+def ratios(kinds, repeats) -> None:
     print("| maps | interval | rule | reference ms/map | fast ms/map | ratio |\n|---|---|---|---|---|---|")
-    for kind in (smooth, noisy):
-        maps = [kind(rng) for _ in range(n)]
+    for name, maps in kinds.items():
         for interval in (0.01, 0.001):
             thresholds = np.arange(0, 1, interval)
             for multi in (True, False):
                 assert all(np.array_equal(fast(m, thresholds, multi), reference(m, thresholds, multi)) for m in maps[:2])
-                f = per_map_ms(fast, maps, thresholds, multi)
-                r = per_map_ms(reference, maps[:2], thresholds, multi, repeats=1 if interval < 0.01 else 3)
+                f = per_map_ms(lambda m: fast(m, thresholds, multi), maps, repeats)
+                r = per_map_ms(lambda m: reference(m, thresholds, multi), maps, 1 if interval < 0.01 else repeats)
                 rule = "all" if multi else "largest"
-                print(f"| {kind.__name__} | {interval} | {rule} | {r:.1f} | {f:.2f} | {r / f:.1f}x |", flush=True)
+                print(f"| {name} | {interval} | {rule} | {r:.2f} | {f:.3f} | {r / f:.1f}x |", flush=True)
+
+
+def stages(kinds, repeats) -> None:
+    """Per map, interval 0.001, all regions: resize + uint8; the hole fill; the counting sort with the
+    neighbour masks; the sweeps (foreground and holes, their IoUs included); the IoUs alone, from the cost
+    of 8 ground-truth rows against 1 (the IoU work grows with the rows, nothing else does)."""
+    thresholds = np.arange(0, 1, 0.001)
+    gt8 = np.repeat(GT, 8, axis=0)
+    print("\n| maps | resize + uint8 | hole fill | sort + masks | sweeps (IoU included) | of which IoU | box search total |"
+          "\n|---|---|---|---|---|---|---|")
+    for name, maps in kinds.items():
+        u8s = [prepare(m) for m in maps]
+        padded = [np.pad(u, 1).reshape(-1) for u in u8s]
+        h, w = u8s[0].shape
+        resize = per_map_ms(prepare, maps, repeats)
+        fill = per_map_ms(lambda p: _max_tree.fill_holes(p, h, w), padded, repeats)
+        sort = per_map_ms(lambda p: _max_tree.by_value(p, h, w), padded, repeats)
+        total = per_map_ms(lambda u: best_ious(u, thresholds, True, GT, True), u8s, repeats)
+        total8 = per_map_ms(lambda u: best_ious(u, thresholds, True, gt8, True), u8s, repeats)
+        iou = max(total8 - total, 0.0) / 7
+        sweeps = total - fill - sort
+        print(f"| {name} | {resize:.3f} | {fill:.3f} | {sort:.3f} | {sweeps:.3f} | {iou:.3f} | {total:.3f} |", flush=True)
+
+
+def compile_times() -> None:
+    """First call in a fresh process with an empty numba cache (compiles), then again (loads the cache)."""
+    code = ("import time, numpy as np; t = time.perf_counter(); from wsolbench.protocols.level_boxes import best_ious; "
+            "u = (np.random.default_rng(0).random((64, 64)) * 255).astype(np.uint8); "
+            "[best_ious(u, np.arange(0, 1, 0.01), m, np.array([[1.0, 2, 30, 40]]), True) for m in (True, False)]; "
+            "print(round(time.perf_counter() - t, 2))")
+    with tempfile.TemporaryDirectory() as cache:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+        cold, warm = (subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+                      .stdout.strip() for _ in range(2))
+    print(f"\nnumba, import + first call of both rules: {cold} s with an empty cache (compiling), {warm} s cached")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--maps", type=int, default=6, help="maps of each kind")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--real", help="a maps .npz of a trained run (its 'maps' key), as a third kind")
+    args = parser.parse_args()
+    rng = np.random.default_rng(0)
+    kinds = {"smooth": [smooth(rng) for _ in range(args.maps)], "noisy": [noisy(rng) for _ in range(args.maps)]}
+    if args.real:
+        with np.load(args.real) as npz:
+            real = npz["maps"]
+        kinds["real"] = [m for m in real[:: max(1, len(real) // args.maps)][: args.maps]]
+    best_ious(prepare(kinds["smooth"][0]), np.arange(0, 1, 0.01), True, GT, True)  # compile (or load) first
+    best_ious(prepare(kinds["smooth"][0]), np.arange(0, 1, 0.01), False, GT, True)
+    ratios(kinds, args.repeats)
+    stages(kinds, args.repeats)
+    compile_times()
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 6)
+    main()

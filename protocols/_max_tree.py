@@ -282,6 +282,10 @@ def sweep(order, coords, order_mask, order_last, h, w, ends, holes, largest, gt,
     reps, count = GROUPS4 if holes else GROUPS8
     Wi = w + 2
     offsets = np.array([-Wi - 1, -Wi, -Wi + 1, -1, 1, Wi - 1, Wi, Wi + 1], np.int64).astype(np.uint64)
+    step = np.empty((256, 4), np.uint64)  # the offsets of each mask's group representatives
+    for m in range(256):
+        for i in range(4):
+            step[m, i] = offsets[reps[m, i]]
     grown = 1 if holes else 0
     label = np.empty((h + 2) * (w + 2), np.uint32)
     parent = np.empty(n, np.uint32)
@@ -325,7 +329,7 @@ def sweep(order, coords, order_mask, order_last, h, w, ends, holes, largest, gt,
                     alive[n_alive] = c
                     n_alive += 1
             else:
-                c = _find(parent, label[p + offsets[reps[m, 0]]])
+                c = _find(parent, label[p + step[m, 0]])
                 if largest:
                     first[c] = min(first[c], p)
                 elif since[c] < now:
@@ -333,7 +337,7 @@ def sweep(order, coords, order_mask, order_last, h, w, ends, holes, largest, gt,
                                    x1[c] + grown, y1[c] + grown, gt, grow, h, w)
                     since[c] = now
                 for i in range(1, groups):
-                    r = _find(parent, label[p + offsets[reps[m, i]]])
+                    r = _find(parent, label[p + step[m, i]])
                     if r == c:
                         continue
                     if largest:

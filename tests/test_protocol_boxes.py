@@ -323,3 +323,26 @@ def _rings(rng):
     for k in range(min(u8.shape) // 4):
         u8[2 * k : u8.shape[0] - 2 * k, 2 * k : u8.shape[1] - 2 * k] = rng.integers(0, 256)
     return u8
+
+
+def test_the_same_map_scored_twice_takes_the_same_steps_and_gives_the_same_ious():
+    # every map takes the same steps (no timings, caps or choice of path), so the result is a pure
+    # function of the map: the same after other maps were scored, and in a fresh process
+    import json
+    import subprocess
+
+    from wsolbench.protocols.level_boxes import best_ious
+
+    rng = np.random.default_rng(14)
+    maps = _random_maps(rng, 6)
+    gt = np.array([[3.0, 4, 12, 14]])
+    first = [best_ious(u, np.arange(0, 1, 0.001), m, gt, True).tolist() for u in maps for m in (False, True)]
+    again = [best_ious(u.copy(), np.arange(0, 1, 0.001), m, gt, True).tolist() for u in maps[::-1] for m in (True, False)]
+    assert first == [again[len(again) - 1 - i] for i in range(len(again))]
+    code = ("import json, sys, numpy as np; from wsolbench.protocols.level_boxes import best_ious; "
+            "maps = [np.array(m, np.uint8) for m in json.loads(sys.stdin.read())]; "
+            "print(json.dumps([best_ious(u, np.arange(0, 1, 0.001), m, np.array([[3.0, 4, 12, 14]]), True).tolist() "
+            "for u in maps for m in (False, True)]))")
+    out = subprocess.run([sys.executable, "-c", code], input=json.dumps([u.tolist() for u in maps]),
+                         capture_output=True, text=True, check=True).stdout
+    assert json.loads(out) == first
