@@ -69,9 +69,9 @@ GAIN = _window_gain()
 @njit(**_JIT)
 def by_value(padded, h, w):
     """The foreground sweep's order, highest value first and raster order within a value: the pixels of
-    value v are entries ``begin[255 - v]:begin[256 - v]`` of ``order`` (the pixel), ``coords`` (y << 16 | x)
-    and ``order_mask`` (its mask of the neighbours that come in before it: higher, or equal and earlier in
-    raster order), so the sweep reads all three in sequence."""
+    value v are entries ``begin[255 - v]:begin[256 - v]`` of ``coords`` (y << 16 | x) and ``order_mask``
+    (its mask of the neighbours that come in before it: higher, or equal and earlier in raster order), so
+    the sweep reads both in sequence."""
     W = w + 2
     value = np.full((h + 2, W), -1, np.int16)  # the pad: never in
     value[1:-1, 1:-1] = padded.reshape(h + 2, W)[1:-1, 1:-1]
@@ -93,7 +93,6 @@ def by_value(padded, h, w):
             v = mid[x]
             out[x] = ((up[x - 1] >= v) | ((up[x] >= v) << 1) | ((up[x + 1] >= v) << 2) | ((mid[x - 1] >= v) << 3)
                       | ((mid[x + 1] > v) << 4) | ((down[x - 1] > v) << 5) | ((down[x] > v) << 6) | ((down[x + 1] > v) << 7))
-    order = np.empty(h * w, np.uint32)
     coords = np.empty(h * w, np.uint32)
     order_mask = np.empty(h * w, np.uint8)
     for y in range(1, h + 1):
@@ -101,10 +100,9 @@ def by_value(padded, h, w):
         for x in range(1, w + 1):
             k = at[row[x]]
             at[row[x]] += np.uint32(1)
-            order[k] = y * W + x
             coords[k] = (y - 1) << 16 | (x - 1)
             order_mask[k] = out[x]
-    return order, coords, order_mask, begin
+    return coords, order_mask, begin
 
 
 @njit(**_JIT)
@@ -160,7 +158,7 @@ def fill_holes(padded, h, w):
 @njit(**_JIT)
 def holes_order(padded, filled, last_of, h, w):
     """The hole sweep's order: the pixels that lie in a hole at some level (``filled > padded``), lowest
-    value first, raster order within a value, as ``by_value`` gives them (order, coords, order_mask), their
+    value first, raster order within a value, as ``by_value`` gives them (coords, order_mask), their
     masks of the hole pixels that come in before them (4-connected sides, corners for linking only), and
     ``order_last``: the last report of their hole, ``last_of[filled]``; and ``below[v]``: how many of them
     have a value below v."""
@@ -176,7 +174,6 @@ def holes_order(padded, filled, last_of, h, w):
     for v in range(256):
         below[v + 1] += below[v]
     at = below[:256].copy()
-    order = np.empty(below[256], np.uint32)
     coords = np.empty(below[256], np.uint32)
     order_mask = np.empty(below[256], np.uint8)
     order_last = np.empty(below[256], np.int32)
@@ -188,13 +185,12 @@ def holes_order(padded, filled, last_of, h, w):
                 continue
             k = at[v]
             at[v] += 1
-            order[k] = y * W + x
             coords[k] = (y - 1) << 16 | (x - 1)
             order_last[k] = last_of[fill_[y, x]]
             order_mask[k] = ((up[x - 1] <= v) | ((up[x] <= v) << 1) | ((up[x + 1] <= v) << 2) | ((mid[x - 1] <= v) << 3)
                              | ((mid[x + 1] < v) << 4) | ((down[x - 1] < v) << 5) | ((down[x] < v) << 6)
                              | ((down[x + 1] < v) << 7))
-    return order, coords, order_mask, order_last, below
+    return coords, order_mask, order_last, below
 
 
 @njit(**_INLINE)
@@ -263,9 +259,9 @@ def _emit(rows, n_rows, table, a, b, x0, y0, x1, y1, gt, grow, h, w):
 
 
 @njit(**_JIT)
-def sweep(order, coords, order_mask, order_last, h, w, ends, holes, largest, gt, grow):
-    """Add the pixels ``order[0], order[1], ...`` (at ``coords``, with ``order_mask``: the neighbours in
-    before them) and make report i once ``order[:ends[i]]`` are in.
+def sweep(coords, order_mask, order_last, h, w, ends, holes, largest, gt, grow):
+    """Add the pixels at ``coords[0], coords[1], ...`` (with ``order_mask``: the neighbours in before them)
+    and make report i once the first ``ends[i]`` are in.
 
     Foreground (``holes`` False, 8-connected): report every component, each box once per stretch, or with
     ``largest`` only the component of largest twice-contour-area (window count, ``GAIN``; ties to the one
@@ -277,7 +273,7 @@ def sweep(order, coords, order_mask, order_last, h, w, ends, holes, largest, gt,
     Pixel and component indices are unsigned (uint32; uint64 offsets wrap round for the negative ones): so
     numba skips its negative-index check on every access, which made this loop 1.6 times slower.
     """
-    n = max(order.size, 1)
+    n = max(coords.size, 1)
     n_reports = ends.size
     reps, count = GROUPS4 if holes else GROUPS8
     Wi = w + 2
@@ -307,9 +303,9 @@ def sweep(order, coords, order_mask, order_last, h, w, ends, holes, largest, gt,
     k = 0
     for now in range(n_reports):
         while k < ends[now]:
-            p = order[k]
             y = np.int64(coords[k] >> 16)
             x = np.int64(coords[k] & 0xFFFF)
+            p = np.uint32((y + 1) * Wi + x + 1)
             m = order_mask[k]
             k += 1
             groups = count[m]
@@ -423,12 +419,12 @@ def search(u8, thresholds, largest, gt, grow):
     padded.reshape(h + 2, w + 2)[1:-1, 1:-1] = u8
     filled = fill_holes(padded, h, w)
     if largest:  # the foreground sweep of the filled map: every component an outer contour, holes filled in
-        order, coords, order_mask, begin = by_value(filled, h, w)
-        rows, got = sweep(order, coords, order_mask, _NO_LAST, h, w, begin[256 - levels], False, True, gt, grow)
+        coords, order_mask, begin = by_value(filled, h, w)
+        rows, got = sweep(coords, order_mask, _NO_LAST, h, w, begin[256 - levels], False, True, gt, grow)
         best[:L] = got[:L]
         return rows, best, level_of
-    order, coords, order_mask, begin = by_value(padded, h, w)
-    rows, got = sweep(order, coords, order_mask, _NO_LAST, h, w, begin[256 - levels], False, False, gt, grow)
+    coords, order_mask, begin = by_value(padded, h, w)
+    rows, got = sweep(coords, order_mask, _NO_LAST, h, w, begin[256 - levels], False, False, gt, grow)
     best[:L] = got[:L]
     # the holes of level v: the background components of values < v that reach no border, made of the
     # pixels with filled > value >= v - 1; the hole sweep adds them from the lowest value up, so it makes
@@ -436,8 +432,8 @@ def search(u8, thresholds, largest, gt, grow):
     above0 = L - 1 if levels[L - 1] == 0 else L
     up = levels[:above0][::-1].copy()
     last_of = np.searchsorted(up, np.arange(256), side="right").astype(np.int32) - 1
-    order, coords, order_mask, order_last, below = holes_order(padded, filled, last_of, h, w)
-    hole_rows, hole_best = sweep(order, coords, order_mask, order_last, h, w, below[up], True, False, gt, grow)
+    coords, order_mask, order_last, below = holes_order(padded, filled, last_of, h, w)
+    hole_rows, hole_best = sweep(coords, order_mask, order_last, h, w, below[up], True, False, gt, grow)
     for j in range(above0):  # report j of the hole sweep is level above0 - 1 - j
         best[above0 - 1 - j] = max(best[above0 - 1 - j], hole_best[j])
     first = above0 - 1 - hole_rows[:, 1]
