@@ -161,36 +161,49 @@ def holes_order(padded, filled, last_of, h, w):
     value first, raster order within a value, as ``by_value`` gives them (coords, order_mask), their
     masks of the hole pixels that come in before them (4-connected sides, corners for linking only), and
     ``order_last``: the last report of their hole, ``last_of[filled]``; and ``below[v]``: how many of them
-    have a value below v."""
+    have a value below v. Rows without a hole pixel are skipped, and the others list their hole pixels
+    without a branch each (a noisy map's hole pixels come in no pattern)."""
     W = w + 2
-    below = np.zeros(257, np.int64)
     value = np.full((h + 2, W), 256, np.int16)  # not a hole pixel: never in
     src, fill_ = padded.reshape(h + 2, W), filled.reshape(h + 2, W)
+    counts = np.zeros((4, 258), np.int64)  # four interleaved counts: no wait on the same counter
+    in_row = np.zeros(h + 2, np.int64)
     for y in range(1, h + 1):
+        s, f, row = src[y], fill_[y], value[y]
         for x in range(1, w + 1):
-            if fill_[y, x] > src[y, x]:
-                value[y, x] = src[y, x]
-                below[src[y, x] + 1] += 1
-    for v in range(256):
+            row[x] = s[x] if f[x] > s[x] else 256
+            in_row[y] += row[x] < 256
+        for x in range(1, w + 1):
+            counts[x & 3, row[x] + 1] += 1
+    below = counts.sum(axis=0)
+    for v in range(257):
         below[v + 1] += below[v]
-    at = below[:256].copy()
+    at = below[:257].copy()
     coords = np.empty(below[256], np.uint32)
     order_mask = np.empty(below[256], np.uint8)
     order_last = np.empty(below[256], np.int32)
+    mask = np.empty(W, np.uint8)
+    xs = np.empty(W, np.int64)
     for y in range(1, h + 1):
-        up, mid, down = value[y - 1], value[y], value[y + 1]
-        for x in range(1, w + 1):
+        if in_row[y] == 0:
+            continue
+        up, mid, down, f = value[y - 1], value[y], value[y + 1], fill_[y]
+        for x in range(1, w + 1):  # vectorised, as in by_value
             v = mid[x]
-            if v == 256:
-                continue
-            k = at[v]
-            at[v] += 1
+            mask[x] = ((up[x - 1] <= v) | ((up[x] <= v) << 1) | ((up[x + 1] <= v) << 2) | ((mid[x - 1] <= v) << 3)
+                       | ((mid[x + 1] < v) << 4) | ((down[x - 1] < v) << 5) | ((down[x] < v) << 6) | ((down[x + 1] < v) << 7))
+        n = 0
+        for x in range(1, w + 1):  # the row's hole pixels, listed without a branch
+            xs[n] = x
+            n += mid[x] < 256
+        for i in range(n):
+            x = xs[i]
+            k = at[mid[x]]
+            at[mid[x]] += 1
             coords[k] = (y - 1) << 16 | (x - 1)
-            order_last[k] = last_of[fill_[y, x]]
-            order_mask[k] = ((up[x - 1] <= v) | ((up[x] <= v) << 1) | ((up[x + 1] <= v) << 2) | ((mid[x - 1] <= v) << 3)
-                             | ((mid[x + 1] < v) << 4) | ((down[x - 1] < v) << 5) | ((down[x] < v) << 6)
-                             | ((down[x + 1] < v) << 7))
-    return coords, order_mask, order_last, below
+            order_mask[k] = mask[x]
+            order_last[k] = last_of[f[x]]
+    return coords, order_mask, order_last, below[:257]
 
 
 @njit(**_INLINE)
