@@ -440,8 +440,8 @@ def search(u8, thresholds, largest, gt, grow):
     rows, got = sweep(coords, order_mask, _NO_LAST, h, w, begin[256 - levels], False, False, gt, grow)
     best[:L] = got[:L]
     # the holes of level v: the background components of values < v that reach no border, made of the
-    # pixels with filled > value >= v - 1; the hole sweep adds them from the lowest value up, so it makes
-    # the reports of the levels >= 1 in ascending order, and a hole lives up to its pixels' filled value
+    # pixels with value < v <= filled; the hole sweep adds them from the lowest value up, so it makes the
+    # reports of the levels >= 1 in ascending order, and a hole lives up to its pixels' filled value
     above0 = L - 1 if levels[L - 1] == 0 else L
     up = levels[:above0][::-1].copy()
     last_of = np.searchsorted(up, np.arange(256), side="right").astype(np.int32) - 1
