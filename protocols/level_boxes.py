@@ -8,7 +8,7 @@ rectangle. "All regions" keeps every box; "largest" keeps the contour of largest
 first one OpenCV lists on ties.
 
 Levels. A threshold only matters through its level v = int(t * max) + 1: the foreground is ``u8 >= v``, and
-there are at most 256 levels however fine the thresholds (``levels_of``).
+there are at most 256 levels however fine the thresholds (``_max_tree.levels_of``).
 
 The foreground sweep (``_max_tree.sweep``). Going from value 255 down, the foreground only grows, so add
 the pixels one value at a time (a counting sort gives the order) and join each to its 8-neighbours already
