@@ -298,11 +298,9 @@ def sweep(coords, order_mask, order_last, h, w, ends, holes, largest, gt, grow):
     grown = 1 if holes else 0
     label = np.empty((h + 2) * (w + 2), np.uint32)
     parent = np.empty(n, np.uint32)
-    x0 = np.empty(n, np.int32)
-    y0 = np.empty(n, np.int32)
-    x1 = np.empty(n, np.int32)
-    y1 = np.empty(n, np.int32)
-    since = np.empty(n, np.int32)  # the first report of the component's current box
+    box = np.empty((n, 8), np.int32)  # a component's box and ``since`` in one cache line
+    x0, y0, x1, y1 = box[:, 0], box[:, 1], box[:, 2], box[:, 3]
+    since = box[:, 4]  # the first report of the component's current box
     until = np.empty(n if holes else 1, np.int32)  # holes: its last report
     area = np.zeros(n if largest else 1, np.int64)  # largest: twice the contour area
     first = np.empty(n if largest else 1, np.uint32)  # largest: the first pixel in raster order
