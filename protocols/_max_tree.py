@@ -1,7 +1,7 @@
 """The compiled steps of the box search; ``level_boxes`` explains the algorithm and calls them.
 
 Maps are padded by one pixel all round (row length ``W = w + 2``) and flattened, so a pixel ``p = (y + 1) *
-W + x + 1`` has eight neighbours ``p + OFFSETS[j]`` (bit j of its *mask*); the pad never comes in.
+W + x + 1`` has eight neighbours ``p + offsets[j]`` (bit j of its *mask*); the pad never comes in.
 
 ``sweep`` adds pixels in a given order and joins each to the neighbours already in. Which neighbours those
 are does not depend on the sweep's state, only on the order, so ``by_value`` computes them for all pixels
