@@ -84,7 +84,9 @@ def _kernels():
 def _inputs(u8, thresholds):
     u8 = np.ascontiguousarray(u8, dtype=np.uint8)
     if u8.ndim != 2 or max(u8.shape) > 65535:  # the sweep packs a pixel's (y, x) into 16 bits each
-        raise ValueError(f"box search: a 2-D map of at most 65535 x 65535 pixels, got shape {u8.shape}")
+        from wsolbench.errors import WsolbenchError
+
+        raise WsolbenchError(f"box search: a map must be 2-D, at most 65535 pixels a side; got shape {u8.shape}")
     return u8, np.ascontiguousarray(thresholds, dtype=np.float64).reshape(-1)
 
 
