@@ -26,8 +26,8 @@ import numpy as np
 
 from wsolbench.errors import WsolbenchError
 from wsolbench.protocols.accumulator import LocalizationAccumulator
-from wsolbench.protocols.box_scores import best_iou_per_threshold, box_problem, clip_boxes
-from wsolbench.protocols.level_boxes import threshold_boxes
+from wsolbench.protocols.box_scores import box_problem, clip_boxes
+from wsolbench.protocols.level_boxes import best_ious
 from wsolbench.protocols.scoremaps import resize_mask, resize_original, resize_wsoleval, to_uint8
 from wsolbench.protocols.summary import summarize
 from wsolbench.registry import PROTOCOLS
@@ -113,9 +113,7 @@ class Protocol:
         if raw_map.ndim != 2:
             raise WsolbenchError(f"a map must be h x w, got shape {raw_map.shape}")
         u8 = to_uint8(self.prepare_map(raw_map, height, width) if scoremap is None else scoremap)
-        level_boxes = threshold_boxes(u8, self.thresholds, self.multi_contour)
-        sh, sw = u8.shape
-        best = best_iou_per_threshold(level_boxes, self.boxes_in_convention(level_boxes.boxes, sh, sw), gt)
+        best = best_ious(u8, self.thresholds, self.multi_contour, gt, grow=self.space == "resized")
         return best[None, :] >= np.asarray(self.iou_thresholds)[:, None]
 
     def mask_histograms(self, raw_map: np.ndarray, height: int, width: int, mask: np.ndarray, index: int,

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from wsolbench.protocols.level_boxes import MAX_MAXIMA, NO_REGION, interior_minima, regional_maxima, threshold_boxes
+from wsolbench.protocols.level_boxes import NO_REGION, threshold_boxes
 from wsolbench.registry import PROTOCOLS
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -14,12 +14,10 @@ from reference_boxes import reference_boxes  # noqa: E402
 
 
 def boxes_at(u8, t, multi):
-    """Fast (the certified scan and the component tree) and reference boxes at one threshold, as sorted lists
-    (order carries no meaning)."""
+    """Fast and reference boxes at one threshold, as sorted lists (order carries no meaning)."""
     ref = reference_boxes(u8, [t], multi)[0]
     key = lambda b: sorted(map(tuple, np.asarray(b).tolist()))  # noqa: E731
-    for mode in ("one-pass", "tree"):
-        assert key(threshold_boxes(u8, np.array([t]), multi, mode=mode).at_threshold(0)) == key(ref), mode
+    assert key(threshold_boxes(u8, np.array([t]), multi).at_threshold(0)) == key(ref)
     return key(ref)
 
 
@@ -96,14 +94,11 @@ def test_fast_path_equals_reference_at_every_threshold(multi):
     thresholds = np.arange(0, 1, 0.01)
     for i, u8 in enumerate(_random_maps(rng, 150)):
         ref = reference_boxes(u8, thresholds, multi)
-        # the certified one-pass scan and the component tree on every map (also where "auto" would pick
-        # another path), and "auto"
-        for mode in ("one-pass", "tree", "auto") if i % 5 == 0 else ("one-pass", "tree"):
-            fast = threshold_boxes(u8, thresholds, multi, mode=mode)
-            for j in range(len(thresholds)):
-                got = sorted(map(tuple, fast.at_threshold(j).tolist()))
-                want = sorted(map(tuple, ref[j].tolist()))
-                assert got == want, (u8.shape, thresholds[j], mode)
+        fast = threshold_boxes(u8, thresholds, multi)
+        for j in range(len(thresholds)):
+            got = sorted(map(tuple, fast.at_threshold(j).tolist()))
+            want = sorted(map(tuple, ref[j].tolist()))
+            assert got == want, (i, u8.shape, thresholds[j])
 
 
 def test_fast_path_equals_reference_at_the_benchmark_size_and_interval():
@@ -114,19 +109,17 @@ def test_fast_path_equals_reference_at_the_benchmark_size_and_interval():
         u8 = ((m - m.min()) / (m.max() - m.min()) * 255).astype(np.uint8)
         for multi in (False, True):
             ref = reference_boxes(u8, thresholds, multi)
-            for mode in ("one-pass", "tree"):
-                fast = threshold_boxes(u8, thresholds, multi, mode=mode)
-                for j in range(0, len(thresholds)):
-                    assert sorted(map(tuple, fast.at_threshold(j).tolist())) == sorted(map(tuple, ref[j].tolist())), mode
+            fast = threshold_boxes(u8, thresholds, multi)
+            for j in range(0, len(thresholds)):
+                assert sorted(map(tuple, fast.at_threshold(j).tolist())) == sorted(map(tuple, ref[j].tolist())), j
 
 
-def _same_as_reference(u8, thresholds, multi, modes=("one-pass", "tree", "auto")):
+def _same_as_reference(u8, thresholds, multi):
     ref = reference_boxes(u8, thresholds, multi)
-    for mode in modes:
-        fast = threshold_boxes(u8, np.asarray(thresholds), multi, mode=mode)
-        for j in range(len(thresholds)):
-            got = sorted(map(tuple, fast.at_threshold(j).tolist()))
-            assert got == sorted(map(tuple, ref[j].tolist())), (mode, thresholds[j])
+    fast = threshold_boxes(u8, np.asarray(thresholds), multi)
+    for j in range(len(thresholds)):
+        got = sorted(map(tuple, fast.at_threshold(j).tolist()))
+        assert got == sorted(map(tuple, ref[j].tolist())), thresholds[j]
 
 
 def test_blob_inside_a_ring_and_a_ring_with_an_outlet():
@@ -184,7 +177,7 @@ def test_two_blobs_close_in_size_and_ringing_like_a_bicubic_cam():
         m = cv2.resize(f.astype(np.float32), (96, 96), interpolation=cv2.INTER_CUBIC)
         u8 = ((m - m.min()) / (m.max() - m.min()) * 255).astype(np.uint8)
         for multi in (False, True):
-            _same_as_reference(u8, np.arange(0, 1, 0.01), multi, modes=("one-pass",))
+            _same_as_reference(u8, np.arange(0, 1, 0.01), multi)
 
 
 def test_odd_shapes_and_thresholds():
@@ -196,45 +189,25 @@ def test_odd_shapes_and_thresholds():
     u8 = (rng.random((20, 20)) * 255).astype(np.uint8)
     for multi in (False, True):  # unsorted, repeated, out of [0, 1)
         _same_as_reference(u8, [0.9, -0.2, 0.1, 1.0, 1.5, 0.1], multi)
-    for mode in ("auto", "tree", "one-pass"):
-        assert len(threshold_boxes(u8, np.zeros(0), True, mode=mode).start) == 1
+    assert len(threshold_boxes(u8, np.zeros(0), True).start) == 1
 
 
-def test_auto_hands_a_map_with_many_maxima_to_the_component_tree(monkeypatch):
-    import wsolbench.protocols.level_boxes as level_boxes
-
-    calls = []
-    real = level_boxes._from_tree
-    monkeypatch.setattr(level_boxes, "_from_tree", lambda *a, **k: calls.append(a[4]) or real(*a, **k))
+def test_many_maxima_and_a_peak_with_low_ripples():
+    # the maps that once chose between paths: many maxima of a quarter of the top; one peak with ringing
     rng = np.random.default_rng(21)
     m = cv2.resize(rng.random((7, 7)).astype(np.float32), (96, 80), interpolation=cv2.INTER_CUBIC)
     u8 = ((m - m.min()) / (m.max() - m.min()) * 255).astype(np.uint8)
-    peaks = regional_maxima(u8)[:, 0]
-    assert level_boxes.FEW_MAXIMA < np.count_nonzero(peaks * 4 >= peaks[0]) <= len(peaks) <= level_boxes.MAX_MAXIMA
-    for multi in (False, True):
-        calls.clear()
-        _same_as_reference(u8, np.arange(0, 1, 0.01), multi, modes=("auto",))
-        assert calls == [0]  # the whole map from the tree
-    # one peak and low ripples: many low maxima (as a trained CAM has), which the scan settles cheaply
     blob = 0.03 * rng.random((8, 8)).astype(np.float32)
     blob[3, 4] = 1.0
     m = cv2.resize(blob, (96, 80), interpolation=cv2.INTER_CUBIC)
     ringing = ((m - m.min()) / (m.max() - m.min()) * 255).astype(np.uint8)
-    assert len(regional_maxima(ringing)) > level_boxes.FEW_MAXIMA
-    calls.clear()
     for multi in (False, True):
-        _same_as_reference(ringing, np.arange(0, 1, 0.01), multi, modes=("auto",))
-    assert calls == []
+        _same_as_reference(u8, np.arange(0, 1, 0.01), multi)
+        _same_as_reference(ringing, np.arange(0, 1, 0.01), multi)
 
 
-def test_holes_at_many_levels_come_from_the_background_pass(monkeypatch):
-    # one blob with six pits on its slopes: a hole at every level above each pit's bottom, so the scan hands
-    # the holes of the levels to come over to the background pass and certifies only the outer contour
-    import wsolbench.protocols.level_boxes as level_boxes
-
-    calls = []
-    real = level_boxes.hole_rows
-    monkeypatch.setattr(level_boxes, "hole_rows", lambda *a, **k: calls.append(a[3]) or real(*a, **k))
+def test_holes_at_many_levels():
+    # one blob with six pits on its slopes: a hole at every level above each pit's bottom
     yy, xx = np.mgrid[0:80, 0:96]
     m = np.exp(-((yy - 40) ** 2 + (xx - 48) ** 2) / (2 * 30.0**2))
     rng = np.random.default_rng(3)
@@ -242,9 +215,8 @@ def test_holes_at_many_levels_come_from_the_background_pass(monkeypatch):
         cy, cx = rng.uniform(15, 65), rng.uniform(15, 80)
         m -= rng.uniform(0.1, 0.4) * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * rng.uniform(2, 4) ** 2))
     u8 = ((m - m.min()) / (m.max() - m.min()) * 255).astype(np.uint8)
-    assert len(regional_maxima(u8)) == 1 and len(interior_minima(u8)) == 6
-    _same_as_reference(u8, np.arange(0, 1, 0.005), True, modes=("auto",))
-    assert len(calls) == 1 and calls[0] > 0  # from a level on, after a few levels searched for holes
+    for multi in (False, True):
+        _same_as_reference(u8, np.arange(0, 1, 0.005), multi)
 
 
 def test_component_tree_on_a_large_non_square_map():
@@ -254,67 +226,14 @@ def test_component_tree_on_a_large_non_square_map():
     m += 0.05 * rng.random(m.shape).astype(np.float32)
     u8 = ((m - m.min()) / (m.max() - m.min()) * 255).astype(np.uint8)
     for multi in (False, True):
-        _same_as_reference(u8, np.arange(0, 1, 0.05), multi, modes=("tree", "auto"))
+        _same_as_reference(u8, np.arange(0, 1, 0.05), multi)
 
 
-def test_opencv_contour_order_is_known_for_settling_equal_areas():
-    from wsolbench.protocols.level_boxes import _opencv_tie_order
-
-    # 0 would still be exact (ties searched), but slower; this OpenCV lists separate contours last first
-    assert _opencv_tie_order() in (1, -1)
-
-
-def test_noisy_map_takes_the_per_level_search_with_the_same_boxes():
+def test_noisy_map_with_hundreds_of_maxima():
     rng = np.random.default_rng(2)
-    u8 = (rng.random((40, 40)) * 255).astype(np.uint8)  # hundreds of maxima: "auto" searches every level
-    assert len(regional_maxima(u8)) > MAX_MAXIMA
+    u8 = (rng.random((40, 40)) * 255).astype(np.uint8)
     for multi in (False, True):
-        _same_as_reference(u8, np.arange(0, 1, 0.05), multi, modes=("auto", "one-pass", "per-level", "tree"))
-
-
-def _flat_zones(u8, connectivity):
-    """Brute force: (zone label image, {label: is an extremum}) for maxima, and the same for minima."""
-    kernel = np.ones((3, 3), np.uint8) if connectivity == 8 else cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
-    labels = np.zeros(u8.shape, np.int64)
-    offset = 0
-    for v in np.unique(u8):
-        n, lab = cv2.connectedComponents((u8 == v).view(np.uint8), connectivity=connectivity, ltype=cv2.CV_32S)
-        labels[lab > 0] = lab[lab > 0] + offset
-        offset += n
-    is_max, is_min = {}, {}
-    for z in np.unique(labels):
-        zone = (labels == z).view(np.uint8)
-        ring = cv2.dilate(zone, kernel) - zone
-        v = int(u8[zone > 0][0])
-        is_max[z] = v > 0 and bool((u8[ring > 0] < v).all())
-        ys, xs = np.nonzero(zone)
-        inside = ys.min() > 0 and xs.min() > 0 and ys.max() < u8.shape[0] - 1 and xs.max() < u8.shape[1] - 1
-        is_min[z] = inside and bool((u8[ring > 0] > v).all())
-    return labels, is_max, is_min
-
-
-def test_regional_maxima_and_interior_minima_against_brute_force():
-    # sizes whose padded rows (w + 2) end inside, at and past a word of 8 pixels: plateau runs then start,
-    # end and go on across words, and reach the right border
-    rng = np.random.default_rng(4)
-    for h, w in ((20, 24), (20, 24), (9, 30), (14, 62), (11, 71), (7, 5)) * 2:
-        grid = rng.random((4, 4)).astype(np.float32)
-        m = cv2.resize(grid, (w, h), interpolation=cv2.INTER_CUBIC) + 0.3 * rng.random((h, w))
-        u8 = np.round((m - m.min()) / (m.max() - m.min()) * 5).astype(np.uint8) * 40  # plateaus
-        maxima = regional_maxima(u8)
-        labels8, is_max, _ = _flat_zones(u8, 8)
-        found = {int(labels8[y, x]) for _, y, x in maxima.tolist()}
-        assert len(found) == len(maxima) and found == {z for z, ok in is_max.items() if ok}
-        assert [v for v, _, _ in maxima.tolist()] == sorted((v for v, _, _ in maxima.tolist()), reverse=True)
-        # minima: each listed one is a true interior minimum, and every hole at every level holds one
-        minima = interior_minima(u8)
-        labels4, _, is_min = _flat_zones(u8, 4)
-        assert all(is_min[int(labels4[y, x])] for _, y, x in minima.tolist())
-        for v in np.unique(u8)[1:]:
-            n, holes = cv2.connectedComponents((u8 < v).view(np.uint8), connectivity=4, ltype=cv2.CV_32S)
-            border = set(holes[0].tolist()) | set(holes[-1].tolist()) | set(holes[:, 0].tolist()) | set(holes[:, -1].tolist())
-            for h in set(range(1, n)) - border:
-                assert any(holes[y, x] == h for value, y, x in minima.tolist() if value < v)
+        _same_as_reference(u8, np.arange(0, 1, 0.05), multi)
 
 
 def test_cells_of_rectangles_that_cross_block_boundaries():
@@ -326,40 +245,7 @@ def test_cells_of_rectangles_that_cross_block_boundaries():
             y, x = int(rng.integers(0, h)), int(rng.integers(0, w))
             u8[y : y + int(rng.integers(1, 9)), x : x + int(rng.integers(1, 9))] = rng.integers(40, 255)
         for multi in (False, True):
-            _same_as_reference(u8, np.arange(0, 1, 0.05), multi, modes=("one-pass",))
-
-
-def test_line_links_take_the_smallest_value_on_the_rounded_straight_line():
-    from wsolbench.protocols._level_boxes_kernels import line_links
-
-    rng = np.random.default_rng(12)
-    for _ in range(40):
-        h, w = (int(v) for v in rng.integers(2, 50, 2))
-        u8 = rng.integers(0, 256, (h, w), dtype=np.uint8)
-        n = int(rng.integers(1, 10))
-        ys, xs = rng.integers(0, h, n), rng.integers(0, w, n)
-        maxima = np.stack([u8[ys, xs], ys, xs], 1).astype(np.int64)
-        links = line_links(u8, maxima, 4)
-        assert len(links) == n * min(4, n - 1)
-        assert list(links[:, 0]) == sorted(links[:, 0], reverse=True)
-        for low, a, b in links.tolist():
-            (y0, x0), (y1, x1) = maxima[a, 1:], maxima[b, 1:]
-            steps = max(abs(y1 - y0), abs(x1 - x0))
-            # point s of the line rounded to the nearest pixel, written with plain floor divisions
-            line = [(y0 + ((y1 - y0) * s * 2 + steps) // (2 * steps), x0 + ((x1 - x0) * s * 2 + steps) // (2 * steps)) for s in range(1, steps)]
-            assert low == min(int(u8[y, x]) for y, x in [(y0, x0), (y1, x1), *line])
-
-
-def test_regional_maxima_on_maps_of_alternating_widths():
-    # widths 23 and 17 share the scratch mask's padded width (24): the narrower call must not see the wider
-    # call's candidates past its own columns
-    rng = np.random.default_rng(5)
-    for width in (23, 17, 23, 20, 17):
-        grid = rng.random((3, 3)).astype(np.float32)
-        u8 = (cv2.resize(grid, (width, 15), interpolation=cv2.INTER_CUBIC).clip(0, 1) * 6).round().astype(np.uint8) * 40
-        labels8, is_max, _ = _flat_zones(u8, 8)
-        found = {int(labels8[y, x]) for _, y, x in regional_maxima(u8).tolist()}
-        assert found == {z for z, ok in is_max.items() if ok}
+            _same_as_reference(u8, np.arange(0, 1, 0.05), multi)
 
 
 def test_largest_rule_counts_a_rival_ring_by_its_outer_contour():
@@ -377,37 +263,58 @@ def test_largest_rule_counts_a_rival_ring_by_its_outer_contour():
         _same_as_reference(u8, np.arange(0, 1, 0.02), multi=False)
 
 
-def test_row_of_a_pixel_index_without_integer_division():
-    from wsolbench.protocols._component_tree import _row_of
-
-    rng = np.random.default_rng(8)
-    for w in [1, 2, 3, 7, 224, 500, 4099, 65536, 99991] + rng.integers(1, 100000, 20).tolist():
-        rows = rng.integers(0, 100_000_000 // w + 1, 50)
-        for p in np.concatenate([rows * w, rows * w + w - 1, rows * w + rng.integers(0, w, 50)]).tolist():
-            assert _row_of(p, 1.0 / w) == p // w
-
-
-def test_tree_on_the_filled_map_gives_the_largest_rule_without_searches():
-    # the largest rule from the tree on the map with its holes filled: the reference's box at every level,
-    # with no level left to a contour search (OpenCV's tie order is probed), on noisy maps full of holes
-    from wsolbench.protocols.level_boxes import filled, threshold_cuts, tree_rows
+def test_filled_map_against_filling_every_level_by_flood():
+    # the background pass's filled map: at every level v, filled >= v is the foreground with its holes filled
+    from wsolbench.protocols.level_boxes import filled_map
 
     rng = np.random.default_rng(9)
-    left_by_plain_tree = 0
-    for u8 in _random_maps(rng, 45) + [_rings(rng) for _ in range(5)]:
-        thresholds = np.arange(0, 1, 0.01)
-        values = np.unique(threshold_cuts(u8, thresholds))[::-1] + 1
-        values = values[values <= u8.max()]
-        e = filled(u8)
-        assert (e >= u8).all()
-        levels, rows, to_search = tree_rows(u8, values, False, fill=True)
-        assert to_search == []
-        assert sorted(levels.tolist()) == list(range(len(values)))
-        for lev, box in zip(levels.tolist(), rows.tolist()):
-            ref = reference_boxes(u8, [(values[lev] - 1) / float(u8.max()) + 1e-9], False)[0]
-            assert [tuple(box)] == [tuple(b) for b in ref.tolist()], lev
-        left_by_plain_tree += len(tree_rows(u8, values, False)[2])
-    assert left_by_plain_tree > 0  # the maps do hold levels the plain tree cannot settle
+    for u8 in _random_maps(rng, 12) + [_rings(rng) for _ in range(4)]:
+        h, w = u8.shape
+        filled = filled_map(u8)
+        for v in range(1, 256):
+            n, labels = cv2.connectedComponents((u8 < v).view(np.uint8), connectivity=4, ltype=cv2.CV_32S)
+            edge = set(labels[0].tolist()) | set(labels[-1].tolist()) | set(labels[:, 0].tolist()) | set(labels[:, -1].tolist())
+            outside = np.isin(labels, list(edge - {0})) & (u8 < v)
+            assert ((filled >= v) == ~outside).all(), v
+
+
+def test_rings_inside_rings_at_every_threshold():
+    rng = np.random.default_rng(10)
+    for _ in range(6):
+        u8 = _rings(rng)
+        for multi in (False, True):
+            _same_as_reference(u8, np.arange(0, 1, 0.01), multi)
+
+
+def test_best_ious_equal_the_stored_boxes_scored_with_numpy():
+    from wsolbench.protocols.box_scores import best_iou_per_threshold
+    from wsolbench.protocols.level_boxes import best_ious
+
+    rng = np.random.default_rng(12)
+    thresholds = np.arange(0, 1, 0.01)
+    for u8 in _random_maps(rng, 24):
+        h, w = u8.shape
+        gt = np.sort(rng.uniform(0, [w, h, w, h], (int(rng.integers(1, 4)), 4)).reshape(-1, 2, 2), axis=1).reshape(-1, 4)
+        gt = gt[:, [0, 1, 2, 3]]
+        gt = np.stack([np.minimum(gt[:, 0], gt[:, 2]), np.minimum(gt[:, 1], gt[:, 3]),
+                       np.maximum(gt[:, 0], gt[:, 2]), np.maximum(gt[:, 1], gt[:, 3])], 1)
+        for multi in (False, True):
+            levels = threshold_boxes(u8, thresholds, multi)
+            for grow in (False, True):
+                scored = levels.boxes.copy()
+                if grow:
+                    scored[:, 2] = np.minimum(scored[:, 2] + 1, w - 1)
+                    scored[:, 3] = np.minimum(scored[:, 3] + 1, h - 1)
+                want = best_iou_per_threshold(levels, scored, gt)
+                assert np.array_equal(best_ious(u8, thresholds, multi, gt, grow), want)
+
+
+def test_the_same_map_twice_gives_the_same_boxes():
+    rng = np.random.default_rng(13)
+    for u8 in _random_maps(rng, 6):
+        for multi in (False, True):
+            a, b = threshold_boxes(u8, np.arange(0, 1, 0.01), multi), threshold_boxes(u8.copy(), np.arange(0, 1, 0.01), multi)
+            assert np.array_equal(a.boxes, b.boxes) and np.array_equal(a.start, b.start) and np.array_equal(a.level_of, b.level_of)
 
 
 def _rings(rng):
@@ -416,3 +323,26 @@ def _rings(rng):
     for k in range(min(u8.shape) // 4):
         u8[2 * k : u8.shape[0] - 2 * k, 2 * k : u8.shape[1] - 2 * k] = rng.integers(0, 256)
     return u8
+
+
+def test_the_same_map_scored_twice_takes_the_same_steps_and_gives_the_same_ious():
+    # every map takes the same steps (no timings, caps or choice of path), so the result is a pure
+    # function of the map: the same after other maps were scored, and in a fresh process
+    import json
+    import subprocess
+
+    from wsolbench.protocols.level_boxes import best_ious
+
+    rng = np.random.default_rng(14)
+    maps = _random_maps(rng, 6)
+    gt = np.array([[3.0, 4, 12, 14]])
+    first = [best_ious(u, np.arange(0, 1, 0.001), m, gt, True).tolist() for u in maps for m in (False, True)]
+    again = [best_ious(u.copy(), np.arange(0, 1, 0.001), m, gt, True).tolist() for u in maps[::-1] for m in (True, False)]
+    assert first == [again[len(again) - 1 - i] for i in range(len(again))]
+    code = ("import json, sys, numpy as np; from wsolbench.protocols.level_boxes import best_ious; "
+            "maps = [np.array(m, np.uint8) for m in json.loads(sys.stdin.read())]; "
+            "print(json.dumps([best_ious(u, np.arange(0, 1, 0.001), m, np.array([[3.0, 4, 12, 14]]), True).tolist() "
+            "for u in maps for m in (False, True)]))")
+    out = subprocess.run([sys.executable, "-c", code], input=json.dumps([u.tolist() for u in maps]),
+                         capture_output=True, text=True, check=True).stdout
+    assert json.loads(out) == first
