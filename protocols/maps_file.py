@@ -253,6 +253,8 @@ class NpzSource:
                     rows.update({key: array[start:stop] for key, array in whole.items()})
                     check_rows(rows, start, self.path)
                     yield update_args(rows, _sliced(self.small, start, stop), start)
+                for stream in streams.values():
+                    stream.read(1)  # reaching the end checks the member's CRC (bytes changed inside it)
             finally:
                 for stream in streams.values():
                     stream.close()

@@ -68,6 +68,7 @@ class Scorer:
             method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
             self.pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context(method),
                                             initializer=_one_thread)
+            self.pool.submit(int)  # starts the workers now, before a data loader starts its own processes
 
     def submit(self, batch) -> None:
         if self.pool is None:

@@ -152,6 +152,12 @@ class Protocol:
         return summarize(self, test_acc, val_acc, policy)
 
 
+def search_kwargs(box_search: str | None) -> dict:
+    """``PROTOCOLS.build`` keyword for a ``--box-search`` value: none for the default, so a plugin's protocol
+    without the setting still builds."""
+    return {} if box_search in (None, "fast") else {"box_search": box_search}
+
+
 def _largest_only(name: str, multi_contour: bool) -> None:
     if multi_contour:
         raise WsolbenchError(f"protocol {name} uses the largest-region rule only (the I2C paper's); use wsoleval for all regions")

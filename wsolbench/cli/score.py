@@ -54,7 +54,7 @@ def score(
         kwargs["multi_contour"] = multi_contour
     if box_search is not None:
         kwargs["box_search"] = box_search
-    check_workers(workers)
+    check_options(workers, box_search)
     proto = PROTOCOLS.build(protocol, **kwargs)
     test_acc = accumulate(proto, open_maps(maps_file, metadata, data_root), workers=workers)
     val_acc = accumulate(proto, open_maps(val, val_metadata, data_root), workers=workers) if val is not None else None
@@ -78,8 +78,12 @@ def score(
     )
 
 
-def check_workers(workers: Optional[int]) -> None:
+def check_options(workers: Optional[int], box_search: Optional[str], workers_option: str = "--workers") -> None:
+    """The scoring options, checked before any work (one line each)."""
     from wsolbench.errors import WsolbenchError
+    from wsolbench.protocols.level_boxes import SEARCHES
 
     if workers is not None and workers < 1:
-        raise WsolbenchError(f"--workers must be at least 1, got {workers}")
+        raise WsolbenchError(f"{workers_option} must be at least 1, got {workers}")
+    if box_search is not None and box_search not in SEARCHES:
+        raise WsolbenchError(f"--box-search must be one of {', '.join(SEARCHES)}, got '{box_search}'")

@@ -68,8 +68,8 @@ def evaluate_split(method, dataset, samples, protocols, device, *, batch_size=32
     if score_workers is None:
         score_workers = max(1, usable_cores() // info.world_size)
     shard = D.shard(len(samples), info)
-    loader = make_loader(dataset, shard, batch_size, num_workers) if shard else []
     with Scorer([protocols] if single else protocols, score_workers) as scorer:
+        loader = make_loader(dataset, shard, batch_size, num_workers) if shard else []
         for maps, top, top_maps, idx in predict(method, loader, device, amp, channels_last):
             batch = [samples[i] for i in idx]
             sizes = np.array([s.size for s in batch], dtype=np.int64)
