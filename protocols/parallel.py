@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 
@@ -65,6 +66,8 @@ class Scorer:
         self.rows: list[dict] = [{k: [] for k, r in STATE_REDUCTIONS.items() if r == "cat"} for _ in self.protocols]
         self.pool = None
         if self.workers > 1:
+            sys.stdout.flush()  # a forked worker would write out a copy of what is still buffered
+            sys.stderr.flush()
             method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
             self.pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context(method),
                                             initializer=_one_thread)
