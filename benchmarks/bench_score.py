@@ -5,7 +5,9 @@ Run: ``.venv/bin/python benchmarks/bench_score.py [SCORE_FILE.npz]`` (about 30 s
 ``wsolbench eval RUN --save-maps`` writes (``wsolbench score``'s format). For each protocol (wsoleval with
 masks for PxAP, cub) it prints images/s of ``update`` and the time per image of its parts, timed apart on the
 same maps: preparing the map (resize, min-max, uint8), the box search, the best IoU per threshold, and the
-PxAP histograms (which prepare the map too).
+PxAP histograms (which prepare the map too). Then the speed-up of scoring on 2 worker processes over 1
+(``protocols/parallel.py``; ``wsolbench score --workers``) on 512 such maps under wsoleval, with the check that
+both give the same bytes. The machine's load average is printed: on a shared machine read the ratio with it.
 """
 from __future__ import annotations
 
@@ -74,6 +76,37 @@ def main(path: str | None) -> None:
             if with_masks is not None else 0.0
         print(f"{name:<10} {rate:8.1f}   {prepare:21.0f} {search:7.0f} {iou:6.0f} {pxap:6.0f}")
     print(f"load average after: {os.getloadavg()[0]:.2f}")
+    workers_speedup()
+
+
+def cpu_seconds() -> float:
+    import resource
+
+    return sum(r.ru_utime + r.ru_stime for r in (resource.getrusage(resource.RUSAGE_SELF),
+                                                 resource.getrusage(resource.RUSAGE_CHILDREN)))
+
+
+def workers_speedup(n: int = 512) -> None:
+    import torch
+
+    from wsolbench.protocols.maps_file import accumulate
+
+    data = synthetic(n)
+    protocol = PROTOCOLS.build("wsoleval")
+    accumulate(protocol, {k: v[:4] for k, v in data.items()}, workers=1)  # warm (numba cache, OpenCV)
+    times, states = {}, {}
+    print(f"workers   ({n} maps, wsoleval, interval 0.001, with masks; load average {os.getloadavg()[0]:.2f})")
+    for workers in (1, 2):
+        cpu = cpu_seconds()
+        start = time.perf_counter()
+        acc = accumulate(protocol, data, batch=32, workers=workers)
+        times[workers] = time.perf_counter() - start
+        states[workers] = acc.states
+        print(f"  {workers} worker(s): {times[workers]:6.2f} s  {n / times[workers]:7.1f} maps/s  "
+              f"(CPU time, this process and its workers: {cpu_seconds() - cpu:.2f} s)")
+    same = all(torch.equal(states[1][k], states[2][k]) for k in states[1])
+    print(f"  speed-up 1 -> 2 workers: {times[1] / times[2]:.2f}x; same states: {same}; "
+          f"load average after: {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """Protocol presets: what a number from wsolbench means.
 
     from wsolbench.registry import PROTOCOLS
-    proto = PROTOCOLS.build("cub")          # or "ilsvrc", "wsoleval"; kwargs interval=0.01, multi_contour=True
+    proto = PROTOCOLS.build("cub")          # or "ilsvrc", "wsoleval"; kwargs interval=0.01, multi_contour=True,
+                                             # box_search="fast" | "reference" (same numbers; see below)
     acc = proto.accumulator()                # one per split (val, test)
     acc.update(maps, image_sizes, boxes, labels=None, top5=None, top5_maps=None, masks=None)
     metrics = proto.summarize(test_acc, val_acc=None, policy="val")   # "val" | "test-optimal" | "fixed:0.25"
@@ -19,6 +20,10 @@ top5_maps B x 5 x h x w (each of those classes' map), masks a list of B uint8 ar
 - ``cub`` / ``ilsvrc``: the I2C paper's Top-1 / Top-5 / GT-known Loc at IoU 0.5 in original pixels: map ->
   bilinear to the image size -> min-max -> uint8, same thresholding, largest region, inclusive box
   (x, y, x + w - 1, y + h - 1); every ground-truth box of an image counts.
+
+``box_search`` picks how the boxes are found, never what they are: ``fast`` (``level_boxes``, all thresholds in
+two passes) or ``reference`` (``reference_boxes``, one OpenCV contour search per threshold, for reading and
+checking). It is recorded in ``config()`` with the numbers.
 """
 from __future__ import annotations
 
@@ -27,7 +32,8 @@ import numpy as np
 from wsolbench.errors import WsolbenchError
 from wsolbench.protocols.accumulator import LocalizationAccumulator
 from wsolbench.protocols.box_scores import box_problem, clip_boxes
-from wsolbench.protocols.level_boxes import best_ious
+from wsolbench.protocols.box_scores import best_iou_per_threshold
+from wsolbench.protocols.level_boxes import SEARCHES, best_ious
 from wsolbench.protocols.scoremaps import resize_mask, resize_original, resize_wsoleval, to_uint8
 from wsolbench.protocols.summary import summarize
 from wsolbench.registry import PROTOCOLS
@@ -37,9 +43,12 @@ class Protocol:
     """One evaluation protocol: map preparation, box rule, thresholds, IoU levels and the summary."""
 
     def __init__(self, name: str, *, space: str, interval: float, multi_contour: bool, iou_thresholds: tuple[float, ...],
-                 input_size: int = 224, description: str = ""):
+                 input_size: int = 224, description: str = "", box_search: str = "fast"):
         if not 0 < interval < 1:
             raise WsolbenchError(f"protocol {name}: interval must be in (0, 1), got {interval}")
+        if box_search not in SEARCHES:
+            raise WsolbenchError(f"protocol {name}: --box-search must be one of {', '.join(SEARCHES)}, got '{box_search}'")
+        self.box_search = box_search
         self.name = name
         self.space = space  # "resized": scored in input_size x input_size (wsoleval); "original": image pixels
         self.interval = float(interval)
@@ -66,6 +75,7 @@ class Protocol:
             "foreground": "map > int(t * max(map))",
             "box": "(x, y, x + w, y + h) clipped to the image" if self.space == "resized" else "(x, y, x + w - 1, y + h - 1)",
             "box_space": size, "input_size": self.input_size,
+            "box_search": self.box_search,  # how the boxes are found; the numbers are the same either way
         }
 
     def accumulator(self) -> LocalizationAccumulator:
@@ -113,7 +123,13 @@ class Protocol:
         if raw_map.ndim != 2:
             raise WsolbenchError(f"a map must be h x w, got shape {raw_map.shape}")
         u8 = to_uint8(self.prepare_map(raw_map, height, width) if scoremap is None else scoremap)
-        best = best_ious(u8, self.thresholds, self.multi_contour, gt, grow=self.space == "resized")
+        if self.box_search == "reference":
+            from wsolbench.protocols.reference_boxes import reference_level_boxes
+
+            found = reference_level_boxes(u8, self.thresholds, self.multi_contour)
+            best = best_iou_per_threshold(found, self.boxes_in_convention(found.boxes, *u8.shape), gt)
+        else:
+            best = best_ious(u8, self.thresholds, self.multi_contour, gt, grow=self.space == "resized")
         return best[None, :] >= np.asarray(self.iou_thresholds)[:, None]
 
     def mask_histograms(self, raw_map: np.ndarray, height: int, width: int, mask: np.ndarray, index: int,
@@ -136,18 +152,26 @@ class Protocol:
         return summarize(self, test_acc, val_acc, policy)
 
 
+def search_kwargs(box_search: str | None) -> dict:
+    """``PROTOCOLS.build`` keyword for a ``--box-search`` value: none for the default, so a plugin's protocol
+    without the setting still builds."""
+    return {} if box_search in (None, "fast") else {"box_search": box_search}
+
+
 def _largest_only(name: str, multi_contour: bool) -> None:
     if multi_contour:
         raise WsolbenchError(f"protocol {name} uses the largest-region rule only (the I2C paper's); use wsoleval for all regions")
 
 
 @PROTOCOLS.register("wsoleval", description="wsolevaluation (CVPR 2020): 224x224 bicubic, MaxBoxAccV2 / MaxBoxAcc, PxAP")
-def wsoleval(interval: float = 0.001, multi_contour: bool = True) -> Protocol:
-    return Protocol("wsoleval", space="resized", interval=interval, multi_contour=multi_contour, iou_thresholds=(0.3, 0.5, 0.7))
+def wsoleval(interval: float = 0.001, multi_contour: bool = True, box_search: str = "fast") -> Protocol:
+    return Protocol("wsoleval", space="resized", interval=interval, multi_contour=multi_contour, iou_thresholds=(0.3, 0.5, 0.7),
+                    box_search=box_search)
 
 
 @PROTOCOLS.register("cub", description="I2C paper, CUB-200-2011: Top-1/Top-5/GT-known Loc, IoU 0.5, original pixels", preset="cub")
 @PROTOCOLS.register("ilsvrc", description="I2C paper, ILSVRC 2012: Top-1/Top-5/GT-known Loc, IoU 0.5, original pixels", preset="ilsvrc")
-def i2c_paper(preset: str = "cub", interval: float = 0.01, multi_contour: bool = False) -> Protocol:
+def i2c_paper(preset: str = "cub", interval: float = 0.01, multi_contour: bool = False, box_search: str = "fast") -> Protocol:
     _largest_only(preset, multi_contour)
-    return Protocol(preset, space="original", interval=interval, multi_contour=False, iou_thresholds=(0.5,))
+    return Protocol(preset, space="original", interval=interval, multi_contour=False, iou_thresholds=(0.5,),
+                    box_search=box_search)

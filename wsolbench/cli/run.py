@@ -59,6 +59,9 @@ def run_command(
     slurm: Annotated[Optional[str], _opt("--launcher slurm resources: partition=P,gpus=N,time=HH:MM:SS,"
                                          "array-parallelism=N (also cpus, mem, account, qos, constraint).", "--slurm")] = None,
     cluster_config: Annotated[Optional[Path], _opt("TOML file whose [slurm] table gives the --slurm keys.", "--cluster-config")] = None,
+    box_search: Annotated[Optional[str], _opt("fast | reference: how the protocol finds boxes (same numbers).", "--box-search")] = None,
+    score_workers: Annotated[Optional[int], _opt("Processes scoring the boxes (default: the usable cores; "
+                                                 "--workers is the data loader's).", "--score-workers")] = None,
 ):
     """Train and evaluate method x backbone x dataset x seed; complete runs are skipped."""
     from wsolbench.engine.defaults import run_defaults
@@ -68,6 +71,9 @@ def run_command(
     from wsolbench.engine.rundir import CONFIG, read_json
     from wsolbench.engine.train import Interrupted, train_and_evaluate
 
+    from wsolbench.cli.score import check_options
+
+    check_options(score_workers, box_search, "--score-workers")
     is_main = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 speaks and writes
     console = Console(quiet=not is_main)
     try:
@@ -80,7 +86,7 @@ def run_command(
         method = canonical_methods(method)  # an alias (acol) names the same run as its entry (acol-simplified)
         given = dict(data_root=str(data_root) if data_root else None, epochs=epochs, batch_size=batch_size, lr=lr,
                      protocol=protocol, threshold_policy=policy, input_size=input_size, pretrained=pretrained,
-                     output_stride=output_stride)
+                     output_stride=output_stride, box_search=box_search, score_workers=score_workers)
         configs = []
         sweep = parse_sweep(settings)  # key -> values; one value each: no sweep
         grid, sweep_info = sweep_settings(sweep, sweep_budget, sweep_seed)
@@ -187,6 +193,8 @@ def eval_command(
     device: Annotated[str, _opt("auto | cpu | cuda.", "--device")] = "auto",
     explainer: Annotated[Optional[str], _opt("Score the run's classifier through this post-hoc explainer "
                                              "(gradcam, gradcampp, scorecam, ...): eval-PROTOCOL-EXPLAINER.json.", "--explainer")] = None,
+    box_search: Annotated[Optional[str], _opt("fast | reference: how boxes are found (same numbers).", "--box-search")] = None,
+    score_workers: Annotated[Optional[int], _opt("Processes scoring the boxes (default: the usable cores).", "--workers")] = None,
     explainer_layer: Annotated[Optional[str], _opt("Explainer target layer, a module name of the method "
                                                    "(default: backbone).", "--explainer-layer")] = None,
 ):
@@ -194,6 +202,10 @@ def eval_command(
     from wsolbench.engine.reeval import reevaluate
 
     console = Console()
+    from wsolbench.cli.score import check_options
+
+    check_options(score_workers, box_search)
     name = reevaluate(run_dir, protocol=protocol, policy=policy, save_maps=save_maps, device=device,
-                      explainer=explainer, explainer_layer=explainer_layer)
+                      explainer=explainer, explainer_layer=explainer_layer, box_search=box_search,
+                      score_workers=score_workers)
     _print_metrics(console, run_dir, name)

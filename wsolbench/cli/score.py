@@ -1,4 +1,9 @@
-"""``wsolbench score MAPS.npz --protocol NAME``: score maps that any tool produced."""
+"""``wsolbench score MAPS.npz --protocol NAME``: score maps that any tool produced (docs/scoring.md).
+
+MAPS is an ``.npz`` (``protocols/maps_file.py``) or a folder of per-image ``.npy`` maps in wsolevaluation's
+layout with ``--metadata`` (``protocols/maps_folder.py``); either is streamed, and the maps are scored on
+``--workers`` processes (``protocols/parallel.py``) with the same numbers for any count.
+"""
 from __future__ import annotations
 
 import json
@@ -19,16 +24,25 @@ METRIC_NAMES = {
 
 @app.command("score")
 def score(
-    maps_file: Annotated[Path, typer.Argument(metavar="MAPS.npz", help="maps, image_sizes, boxes [, masks, labels, top5, top5_maps]")],
+    maps_file: Annotated[Path, typer.Argument(metavar="MAPS", help="an .npz (maps, image_sizes, boxes [, masks, labels, top5, "
+                                              "top5_maps]) or a folder of <image_id>.npy maps with --metadata")],
     protocol: Annotated[str, typer.Option("--protocol", "-p", help="wsoleval, cub, ilsvrc, or a plugin's")] = "wsoleval",
-    val: Annotated[Optional[Path], typer.Option("--val", help="held-out maps (.npz) to choose the threshold on")] = None,
+    val: Annotated[Optional[Path], typer.Option("--val", help="held-out maps (.npz or folder) to choose the threshold on")] = None,
+    metadata: Annotated[Optional[Path], typer.Option("--metadata", help="MAPS is a folder: its wsolevaluation metadata "
+                                                     "split (image_ids.txt, image_sizes.txt, localization.txt)")] = None,
+    val_metadata: Annotated[Optional[Path], typer.Option("--val-metadata", help="--val is a folder: its metadata split")] = None,
+    data_root: Annotated[Optional[Path], typer.Option("--data-root", help="where the metadata's mask paths are read (PxAP)")] = None,
+    box_search: Annotated[Optional[str], typer.Option("--box-search", help="fast | reference (same numbers; reference: "
+                                                      "one OpenCV contour search per threshold)")] = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", help="scoring processes (default: the usable cores)")] = None,
     policy: Annotated[Optional[str], typer.Option(help="val | test-optimal | fixed:T (default: val with --val, else test-optimal)")] = None,
     interval: Annotated[Optional[float], typer.Option(help="threshold step (wsoleval: 0.001, cub/ilsvrc: 0.01)")] = None,
     multi_contour: Annotated[Optional[bool], typer.Option("--multi-contour/--largest", help="box rule: all regions or the largest")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the numbers as JSON")] = False,
 ):
     """Score localization maps from any tool under a protocol; prints a table (or JSON with --json)."""
-    from wsolbench.protocols.maps_file import accumulate, load_maps_file
+    from wsolbench.protocols.maps_file import accumulate
+    from wsolbench.protocols.maps_folder import open_maps
     from wsolbench.registry import PROTOCOLS
 
     kwargs = {}
@@ -36,9 +50,12 @@ def score(
         kwargs["interval"] = interval
     if multi_contour is not None:
         kwargs["multi_contour"] = multi_contour
+    if box_search is not None:
+        kwargs["box_search"] = box_search
+    check_options(workers, box_search)
     proto = PROTOCOLS.build(protocol, **kwargs)
-    test_acc = accumulate(proto, load_maps_file(maps_file))
-    val_acc = accumulate(proto, load_maps_file(val)) if val is not None else None
+    test_acc = accumulate(proto, open_maps(maps_file, metadata, data_root), workers=workers)
+    val_acc = accumulate(proto, open_maps(val, val_metadata, data_root), workers=workers) if val is not None else None
     metrics = proto.summarize(test_acc, val_acc, policy or ("val" if val is not None else "test-optimal"))
     metrics["maps_file"] = str(maps_file)
     if as_json:
@@ -57,3 +74,14 @@ def score(
         f"interval {metrics['config']['interval']:g}",
         highlight=False,
     )
+
+
+def check_options(workers: Optional[int], box_search: Optional[str], workers_option: str = "--workers") -> None:
+    """The scoring options, checked before any work (one line each)."""
+    from wsolbench.errors import WsolbenchError
+    from wsolbench.protocols.level_boxes import SEARCHES
+
+    if workers is not None and workers < 1:
+        raise WsolbenchError(f"{workers_option} must be at least 1, got {workers}")
+    if box_search is not None and box_search not in SEARCHES:
+        raise WsolbenchError(f"--box-search must be one of {', '.join(SEARCHES)}, got '{box_search}'")

@@ -2,7 +2,8 @@
 
 The map of the true class always goes in (GT-known, MaxBoxAcc, PxAP); with a classifier the
 top-5 classes and their maps go in too (Top-1/Top-5 Loc). Under torch.distributed each rank
-evaluates a disjoint shard and the accumulators are summed.
+evaluates a disjoint shard and the accumulators are summed. The boxes are scored on ``score_workers``
+processes (``protocols/parallel.py``) while the model computes the next batch; any count gives the same bytes.
 """
 from __future__ import annotations
 
@@ -49,37 +50,42 @@ def make_loader(dataset, indices, batch_size, num_workers):
 
 
 def evaluate_split(method, dataset, samples, protocols, device, *, batch_size=32, num_workers=0,
-                   amp=False, channels_last=False, want_masks=True, info=D.DistInfo(), collect=None, map_check=None):
+                   amp=False, channels_last=False, want_masks=True, info=D.DistInfo(), collect=None, map_check=None,
+                   score_workers=None):
     """Accumulate each protocol's counters over ``samples`` (this rank's shard), synced across ranks.
 
     One forward pass feeds every protocol in ``protocols`` (a protocol or a list; the result matches).
     ``collect``: an optional list that receives per-batch arrays for ``--save-maps`` (under torch.distributed
     rank 0 receives every rank's batches, in rank order, and the other ranks none).
     ``map_check``: an optional ``map_check.PositionalCheck`` fed the true-class maps (summed over ranks).
+    ``score_workers``: processes scoring the boxes (None: this rank's share of the usable cores).
     """
     from wsolbench.data.loading import load_mask
+    from wsolbench.protocols.parallel import Scorer, usable_cores
 
     single = not isinstance(protocols, (list, tuple))
     first_collected = len(collect) if collect is not None else 0
-    accs = [p.accumulator() for p in ([protocols] if single else protocols)]
+    if score_workers is None:
+        score_workers = max(1, usable_cores() // info.world_size)
     shard = D.shard(len(samples), info)
-    loader = make_loader(dataset, shard, batch_size, num_workers) if shard else []
-    for maps, top, top_maps, idx in predict(method, loader, device, amp, channels_last):
-        batch = [samples[i] for i in idx]
-        sizes = np.array([s.size for s in batch], dtype=np.int64)
-        boxes = [np.asarray(s.boxes, dtype=np.float64).reshape(-1, 4) for s in batch]
-        labels = np.array([s.label for s in batch], dtype=np.int64)
-        masks = None
-        if want_masks and all(s.mask_path is not None for s in batch):
-            masks = [load_mask(s) for s in batch]
-        if map_check is not None:
-            map_check.update(maps)
-        for acc in accs:
-            acc.update(maps, sizes, boxes, labels=labels if top is not None else None,
-                       top5=top, top5_maps=top_maps, masks=masks, indices=idx)
-        if collect is not None:
-            collect.append(dict(maps=maps, image_sizes=sizes, boxes=boxes, labels=labels,
-                                top5=top, top5_maps=top_maps, masks=masks, indices=idx))
+    with Scorer([protocols] if single else protocols, score_workers) as scorer:
+        loader = make_loader(dataset, shard, batch_size, num_workers) if shard else []
+        for maps, top, top_maps, idx in predict(method, loader, device, amp, channels_last):
+            batch = [samples[i] for i in idx]
+            sizes = np.array([s.size for s in batch], dtype=np.int64)
+            boxes = [np.asarray(s.boxes, dtype=np.float64).reshape(-1, 4) for s in batch]
+            labels = np.array([s.label for s in batch], dtype=np.int64)
+            masks = None
+            if want_masks and all(s.mask_path is not None for s in batch):
+                masks = [load_mask(s) for s in batch]
+            if map_check is not None:
+                map_check.update(maps)
+            scorer.submit(dict(maps=maps, image_sizes=sizes, boxes=boxes, labels=labels if top is not None else None,
+                               top5=top, top5_maps=top_maps, masks=masks, indices=idx))
+            if collect is not None:
+                collect.append(dict(maps=maps, image_sizes=sizes, boxes=boxes, labels=labels,
+                                    top5=top, top5_maps=top_maps, masks=masks, indices=idx))
+        accs = scorer.results()
     for acc in accs:
         acc.sync()  # every rank calls this, shard or not: it is a collective
     if map_check is not None:
@@ -108,10 +114,16 @@ def save_maps(path, batches, image_ids) -> None:
         arrays["top5"] = cat("top5")
         arrays["top5_maps"] = cat("top5_maps").astype(np.float32)
     if batches and batches[0]["masks"] is not None:
-        # masks of one split share a size only in some datasets; the score format wants one array
+        # masks differ in size in some datasets (CUB: each image's own): one array padded with the ignore
+        # value 255, and each mask's size, so ``score`` crops them back (maps_file.py)
         masks = [m for b in batches for m in b["masks"]]
-        if len({m.shape for m in masks}) == 1:
-            arrays["masks"] = np.stack(masks).astype(np.uint8)
+        height, width = max(m.shape[0] for m in masks), max(m.shape[1] for m in masks)
+        padded_masks = np.full((len(masks), height, width), 255, np.uint8)
+        for i, m in enumerate(masks):
+            padded_masks[i, : m.shape[0], : m.shape[1]] = m
+        arrays["masks"] = padded_masks
+        if len({m.shape for m in masks}) > 1:
+            arrays["mask_sizes"] = np.array([m.shape for m in masks], np.int64)
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)
     write_bytes(path, buf.getvalue())

@@ -26,7 +26,8 @@ def load_weights(method, run_dir: Path, cfg: RunConfig) -> None:
 
 
 def reevaluate(run_dir: Path, protocol: str | None = None, policy: str | None = None, save_maps: bool = False,
-               device: str = "auto", explainer: str | None = None, explainer_layer: str | None = None) -> str:
+               device: str = "auto", explainer: str | None = None, explainer_layer: str | None = None,
+               box_search: str | None = None, score_workers: int | None = None) -> str:
     """Returns the name of the metrics file written in ``run_dir``.
 
     ``explainer``: the maps come from that post-hoc explainer on the run's classifier (wsolbench.explain);
@@ -38,7 +39,8 @@ def reevaluate(run_dir: Path, protocol: str | None = None, policy: str | None = 
     saved = R.read_json(run_dir / R.CONFIG)
     cfg = RunConfig.from_dict(saved)
     cfg = dataclasses.replace(cfg, device=device, protocol=protocol or saved.get("resolved_protocol"),
-                              threshold_policy=policy or cfg.threshold_policy)
+                              threshold_policy=policy or cfg.threshold_policy, box_search=box_search or cfg.box_search,
+                              score_workers=score_workers)
     dev = resolve_device(cfg.device)
     info = D.init(dev)
     setup = build(cfg, dev, info)
@@ -56,7 +58,7 @@ def reevaluate(run_dir: Path, protocol: str | None = None, policy: str | None = 
         collected[split] = [] if save_maps else None
         accs[split] = evaluate_split(method, ImageDataset(samples, test_transform(input_size)), samples,
                                      setup.protocol, dev, batch_size=max(cfg.batch_size, 1), info=info,
-                                     collect=collected[split])
+                                     collect=collected[split], score_workers=score_workers)
         if save_maps and info.is_main:
             write_maps_file(run_dir / f"maps-{split}{'-' + explainer if explainer else ''}.npz", collected[split], [s.image_id for s in samples])
     metrics = setup.protocol.summarize(accs["test"], accs["val"], policy=cfg.threshold_policy)

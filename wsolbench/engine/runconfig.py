@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from wsolbench.errors import WsolbenchError
 
 # fields that do not change a run's numbers, left out of its identity
-NOT_IDENTITY = ("num_workers", "out")
+NOT_IDENTITY = ("num_workers", "out", "box_search", "score_workers")
 
 
 @dataclass
@@ -47,6 +47,8 @@ class RunConfig:
     skip_bad: bool = False
     num_workers: int | None = None  # None: on CUDA default_num_workers() (cores - 1, at most 8); on CPU 0
     out: str = "runs"
+    box_search: str = "fast"  # fast | reference: how the protocol finds boxes (same numbers; docs/scoring.md)
+    score_workers: int | None = None  # processes scoring the boxes; None: the usable cores
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -75,8 +75,11 @@ def build(cfg: RunConfig, device: torch.device, info: D.DistInfo, log=print) -> 
     skipped = splits.skipped_count
     if skipped:
         log(splits.message())
-    protocol = PROTOCOLS.build(cfg.protocol or dataset.default_protocol)
-    extra_protocols = [PROTOCOLS.build(name) for name in cfg.extra_protocols if name != protocol.name]
+    from wsolbench.protocols.presets import search_kwargs
+
+    search = search_kwargs(cfg.box_search)  # --box-search: how boxes are found, never the numbers
+    protocol = PROTOCOLS.build(cfg.protocol or dataset.default_protocol, **search)
+    extra_protocols = [PROTOCOLS.build(name, **search) for name in cfg.extra_protocols if name != protocol.name]
     input_size = cfg.input_size or getattr(dataset, "default_input_size", None) or protocol.input_size
 
     settings = coerce_settings(method_entry.obj.Config, cfg.method_settings)
@@ -360,7 +363,7 @@ def _prepare_training(run: Run) -> None:
     run.total_steps = run.epochs * steps_per_epoch
     # per process the same evaluation batch as `wsolbench eval` (maps can depend on the batch size in the last bits)
     run.eval_kw = dict(batch_size=max(cfg.batch_size, 1), num_workers=_workers(cfg, run.device), amp=cfg.amp,
-                       channels_last=cfg.channels_last, info=info)
+                       channels_last=cfg.channels_last, info=info, score_workers=cfg.score_workers)
 
 
 def _train_epoch(run: Run, epoch: int, show_progress: bool) -> dict:
