@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 
 from wsolbench.errors import WsolbenchError
 
-# fields that do not change a run's numbers, left out of its identity
-NOT_IDENTITY = ("num_workers", "out")
+# fields that do not change a run's numbers, left out of its identity (regime: a record of where the
+# options came from; the options themselves are in the identity)
+NOT_IDENTITY = ("num_workers", "out", "regime")
 
 
 @dataclass
@@ -47,6 +48,7 @@ class RunConfig:
     skip_bad: bool = False
     num_workers: int | None = None  # None: on CUDA default_num_workers() (cores - 1, at most 8); on CPU 0
     out: str = "runs"
+    regime: str | None = None  # the backbone family's --pretrained row that set options (backbones/families.py)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
