@@ -247,8 +247,8 @@ def test_family_regime_fills_only_what_the_user_left_unset():
     assert apply_family_regime(dataclasses.replace(base, input_size=224), set()).input_size == 224  # never smaller
     assert apply_family_regime(dataclasses.replace(base, backbone="timm/tf_efficientnet_lite0"), set()).regime == regime.name
     for other in (dataclasses.replace(base, pretrained=None), dataclasses.replace(base, backbone="resnet10t"),
-                  dataclasses.replace(base, backbone="efficientnet_lite0")):
-        assert apply_family_regime(other, set()) == other  # random init, or a family without a measured row
+                  dataclasses.replace(base, backbone="efficientnet_lite0"), dataclasses.replace(base, epochs=0)):
+        assert apply_family_regime(other, set()) == other  # random init, no measured row, or zero-shot scoring
 
 
 def test_run_with_pretrained_lite0_gets_and_records_the_family_regime(tmp_path, run_cli):

@@ -41,7 +41,8 @@ def family_regime(backbone: str) -> Regime | None:
 def apply_family_regime(cfg, given: set[str]):
     """``cfg`` (a RunConfig) with its backbone family's regime where it fine-tunes weights, for each option
     the user did not give; ``cfg.regime`` names the row applied (None: nothing changed)."""
-    regime = family_regime(cfg.backbone) if cfg.pretrained else None
+    # fine-tuning only: --epochs 0 scores the weights as they are (wsolbench.zeroshot)
+    regime = family_regime(cfg.backbone) if cfg.pretrained and cfg.epochs > 0 else None
     if regime is None:
         return cfg
     changes = {}
