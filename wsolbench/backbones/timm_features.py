@@ -21,18 +21,37 @@ NON_CNN_PREFIXES = (
 )
 
 
+# what wsolbench's loaders feed every backbone (wsolbench.data.loading.to_tensor)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
 class TimmLastStage(nn.Module):
-    """Images B x 3 x H x W -> the last feature stage B x out_channels x H/reduction x W/reduction."""
+    """Images B x 3 x H x W -> the last feature stage B x out_channels x H/reduction x W/reduction.
+
+    Images arrive ImageNet-normalised; a model whose weights expect another normalisation (timm's
+    ``pretrained_cfg`` mean/std, e.g. 0.5/0.5 for the TF ports) gets them re-normalised first.
+    """
 
     def __init__(self, features: nn.Module):
         super().__init__()
         self.features = features  # timm's feature extractor, out_indices=(-1,)
+        cfg = getattr(features, "pretrained_cfg", None) or {}
+        mean, std = tuple(cfg.get("mean") or IMAGENET_MEAN), tuple(cfg.get("std") or IMAGENET_STD)
+        self.renormalise = (mean, std) != (IMAGENET_MEAN, IMAGENET_STD)
+        if self.renormalise:  # x_model = (x * std_in + mean_in - mean) / std; not saved: derived from the name
+            scale = torch.tensor(IMAGENET_STD) / torch.tensor(std)
+            shift = (torch.tensor(IMAGENET_MEAN) - torch.tensor(mean)) / torch.tensor(std)
+            self.register_buffer("input_scale", scale.view(1, 3, 1, 1), persistent=False)
+            self.register_buffer("input_shift", shift.view(1, 3, 1, 1), persistent=False)
         self.out_channels: int = features.feature_info.channels()[-1]
         self.reduction: int = features.feature_info.reduction()[-1]
         # swin-like models hand out channels-last maps; this flag turns them to B x C x H x W
         self.channels_last = str(getattr(features, "output_fmt", "NCHW")).endswith("NHWC")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.renormalise:
+            x = x * self.input_scale + self.input_shift
         out = self.features(x)[-1]
         return out.permute(0, 3, 1, 2) if self.channels_last else out
 

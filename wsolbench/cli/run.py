@@ -104,6 +104,9 @@ def run_command(
                 base = dataclasses.replace(base, **{k: v for k, v in given.items() if v is not None})
                 configs += expand(base, method or (MAIN_JOB_METHODS if main_job else None), backbone, [name], seeds,
                                   default_settings=set(method_settings) - set(user_settings))
+        from wsolbench.backbones.families import apply_family_regime  # --pretrained: the family's input size, stride
+
+        configs = [apply_family_regime(c, {k for k, v in given.items() if v is not None}) for c in configs]
         configs = list({c.run_id(): c for c in configs}.values())  # a method without the swept key: once
         if launcher is not None or slurm is not None or cluster_config is not None or max_parallel is not None:
             from wsolbench.engine.launch import launch_grid, parse_slurm

@@ -20,5 +20,6 @@ def weights_command(
     from wsolbench.backbones.imagenet import PACKAGED, convert
 
     state = convert(name, out, source)
-    Console().print(f"wrote {out}: {len(state)} tensors renamed to timm's {PACKAGED[name].timm_name}, every shape checked",
-                    highlight=False)
+    timm_name = PACKAGED[name].timm_name
+    Console().print(f"wrote {out}: {len(state)} tensors renamed to timm's {timm_name}, every shape checked; "
+                    f"use it as -b {timm_name} --pretrained {out}", highlight=False, soft_wrap=True)

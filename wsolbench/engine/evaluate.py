@@ -79,7 +79,7 @@ def evaluate_split(method, dataset, samples, protocols, device, *, batch_size=32
             if want_masks and all(s.mask_path is not None for s in batch):
                 masks = [load_mask(s) for s in batch]
             if map_check is not None:
-                map_check.update(maps)
+                map_check.update(maps, sizes, boxes)
             scorer.submit(dict(maps=maps, image_sizes=sizes, boxes=boxes, labels=labels if top is not None else None,
                                top5=top, top5_maps=top_maps, masks=masks, indices=idx))
             if collect is not None:

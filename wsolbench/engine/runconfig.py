@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 
 from wsolbench.errors import WsolbenchError
 
-# fields that do not change a run's numbers, left out of its identity
-NOT_IDENTITY = ("num_workers", "out", "box_search", "score_workers")
+# fields that do not change a run's numbers, left out of its identity (regime: a record of where the
+# options came from; the options themselves are in the identity)
+NOT_IDENTITY = ("num_workers", "out", "box_search", "score_workers", "regime")
 
 
 @dataclass
@@ -49,6 +50,7 @@ class RunConfig:
     out: str = "runs"
     box_search: str = "fast"  # fast | reference: how the protocol finds boxes (same numbers; docs/scoring.md)
     score_workers: int | None = None  # processes scoring the boxes; None: the usable cores
+    regime: str | None = None  # the backbone family's --pretrained row that set options (backbones/families.py)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -456,7 +456,7 @@ def _final_evaluation(run: Run) -> tuple[list, dict, list[dict]]:
     """Val and test under every protocol (the maps computed once); the test numbers at the policy's threshold."""
     setup = run.setup
     protocols = [setup.protocol, *setup.extra_protocols]
-    from wsolbench.engine.map_check import PositionalCheck, warning
+    from wsolbench.engine.map_check import PositionalCheck
 
     checks = {"test": PositionalCheck()}  # flags maps that are one fixed pattern whatever the image
     accs = {s: evaluate_split(run.method, run.eval_sets[s], setup.splits[s], protocols, run.device,
@@ -464,7 +464,7 @@ def _final_evaluation(run: Run) -> tuple[list, dict, list[dict]]:
             for s in ("val", "test")}
     results = [{**p.summarize(accs["test"][i], accs["val"][i], policy=run.cfg.threshold_policy), **checks["test"].summary()}
                for i, p in enumerate(protocols)]
-    message = warning(checks["test"].share())
+    message = checks["test"].warning()
     if message:
         run.log(f"[yellow]{message}[/]")
     return protocols, accs, results
