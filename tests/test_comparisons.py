@@ -129,6 +129,8 @@ def test_diff_prints_the_paired_interval(runs, run_cli):
     assert ("not distinguishable" if low <= 0 <= high else "significant at 95%") in out
     code, out, err = run_cli("diff", a, b, "--protocol", "wsoleval", "--metric", "maxboxacc_v2")
     assert code == 0 and "maxboxacc_v2 under wsoleval" in out
+    code, out, err = run_cli("diff", a, b, "--protocol", "wsoleval", "--metric", "pxap")  # from the masks
+    assert code == 0 and "pxap under wsoleval" in out, out + err
 
 
 def test_diff_of_runs_on_other_images_is_one_clear_line(runs, synth, tmp_path, run_cli):
