@@ -15,7 +15,7 @@ term) ``grad_TERM``, the L2 norm of each loss term's gradient on the feature map
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -29,7 +29,8 @@ from wsolbench.methods.base import Method, MethodConfig, MethodOutput, register_
 class ACoLConfig(MethodConfig):
     head_width: int = 1024
     dropout: float = 0.5
-    log_grads: bool = False  # diagnostics: each loss term's gradient norm on the feature map, per step
+    # diagnostics, not a method setting: each loss term's gradient norm on the feature map, per step
+    log_grads: bool = field(default=False, metadata={"diagnostic": True})
 
     def __post_init__(self) -> None:
         if self.head_width < 1:
