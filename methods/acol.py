@@ -8,10 +8,14 @@ Head (DESIGN.md section 4): dropout -> conv3x3(D, width) + ReLU -> dropout -> co
 width) + ReLU -> dropout -> conv1x1(width, C). The logits are the global average of the C class
 maps and the map of class y is channel y. Dropout is element-wise, p = 0.5; ``head_width``
 defaults to the paper's 1024 (tests use small widths).
+
+Diagnostics (``out.logs``, written to steps.jsonl's ``diag`` in training): ``feat_norm``, the mean L2 norm
+of the backbone's feature vectors; with ``log_grads`` (off by default: an extra backward through the head per
+term) ``grad_TERM``, the L2 norm of each loss term's gradient on the feature map (docs/i2c-diagnosis.md).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +29,8 @@ from wsolbench.methods.base import Method, MethodConfig, MethodOutput, register_
 class ACoLConfig(MethodConfig):
     head_width: int = 1024
     dropout: float = 0.5
+    # diagnostics, not a method setting: each loss term's gradient norm on the feature map, per step
+    log_grads: bool = field(default=False, metadata={"diagnostic": True})
 
     def __post_init__(self) -> None:
         if self.head_width < 1:
@@ -62,9 +68,27 @@ class ACoL(Method):
         self.head = ACoLHead(backbone.out_channels, num_classes, self.cfg.head_width, self.cfg.dropout)
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> MethodOutput:
+        out = self.outputs(images, labels)
+        if self.training and labels is not None:
+            log_diagnostics(out, self.cfg.log_grads)
+        return out
+
+    def outputs(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> MethodOutput:
+        """Logits, maps and (training, with labels) the loss terms; subclasses add their terms here."""
         features = self.backbone(images)
         cams = self.head(features)
         out = MethodOutput(logits=cams.mean(dim=(2, 3)), cams=cams, features=features)
         if self.training and labels is not None:
             out.losses["cls"] = F.cross_entropy(out.logits, labels)
         return out
+
+
+def log_diagnostics(out: MethodOutput, grads: bool = False) -> None:
+    """``feat_norm`` and, with ``grads``, ``grad_TERM`` (each term's gradient norm on the features) into out.logs."""
+    features = out.features
+    out.logs["feat_norm"] = features.detach().float().norm(dim=1).mean()
+    if grads and features.requires_grad:
+        for name, term in out.losses.items():
+            if term.requires_grad:
+                (g,) = torch.autograd.grad(term, features, retain_graph=True, allow_unused=True)
+                out.logs[f"grad_{name}"] = g.float().norm() if g is not None else features.new_zeros(())

@@ -38,6 +38,7 @@ class MethodOutput:
     cams: torch.Tensor | None  # B x C x h x w class maps (None for map-free baselines)
     features: torch.Tensor | None = None  # B x D x h x w backbone feature map
     losses: dict[str, torch.Tensor] = field(default_factory=dict)  # weighted terms; the loss is their sum
+    logs: dict[str, float] = field(default_factory=dict)  # diagnostics for steps.jsonl's "diag" (not in the loss)
 
 
 class Method(nn.Module):

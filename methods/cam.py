@@ -35,4 +35,5 @@ class CAM(Method):
         out = MethodOutput(logits=logits, cams=cams, features=features)
         if self.training and labels is not None:
             out.losses["cls"] = F.cross_entropy(logits, labels)
+            out.logs["feat_norm"] = features.detach().float().norm(dim=1).mean()  # steps.jsonl diag (i2c-diagnosis)
         return out

@@ -33,6 +33,9 @@ rescaled by |Y_B| / (2 lambda2) (|Y_B| / lambda2 for the un-squared distance: a 
 the gap itself, and ``center_lr`` is the fraction of the gap a plain SGD step closes (0.1; with the
 optimizer's momentum 0.9 the steady-state step is up to ten times that, still a stable rate).
 The features' gradient and the logged ``gc`` value are unchanged.
+Diagnostics (steps.jsonl ``diag``, besides ACoL's): once SC/GC are on, ``seed_norm`` (mean L2 norm of the
+seed vectors), ``sc_unweighted`` / ``gc_unweighted`` (L_sc, L_gc before lambda) and ``center_norm`` (mean
+norm of the visited bank rows).
 The bank changes only in training mode with labels. Under torch.distributed the per-class seed
 sums and counts are all-reduced before the update, so every rank applies the same update; the
 loss itself uses this rank's class means (DDP averages the gradients).
@@ -130,8 +133,8 @@ class I2C(ACoL):
             groups.append({"name": "centers", "params": [self.centers], "lr": self.cfg.center_lr, "weight_decay": 0.0})
         return groups
 
-    def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> MethodOutput:
-        out = super().forward(images, labels)
+    def outputs(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> MethodOutput:
+        out = super().outputs(images, labels)
         if self.training and labels is not None:
             out.losses.update(self.i2c_losses(out, labels))
         return out
@@ -154,9 +157,16 @@ class I2C(ACoL):
             positions, valid = L.select_seeds(true_maps, cfg.k, cfg.delta, cfg.seed_order)
         seeds = L.gather_seeds(out.features, positions).float()
         if cfg.use_sc:
-            losses["sc"] = cfg.lambda1 * L.sc_loss(seeds, labels, valid, cfg.distance) + zero
+            sc = L.sc_loss(seeds, labels, valid, cfg.distance)
+            losses["sc"] = cfg.lambda1 * sc + zero
+            out.logs["sc_unweighted"] = sc.detach()
         if cfg.use_gc:
-            losses["gc"] = cfg.lambda2 * self.gc_term(seeds, labels, valid) + zero
+            gc = self.gc_term(seeds, labels, valid)
+            losses["gc"] = cfg.lambda2 * gc + zero
+            out.logs["gc_unweighted"] = gc.detach()
+            visited = self.center_updates > 0
+            out.logs["center_norm"] = self.centers.detach().float()[visited].norm(dim=1).mean() if visited.any() else zero.detach()
+        out.logs["seed_norm"] = seeds.detach()[valid].norm(dim=-1).mean() if valid.any() else zero.detach()
         return losses
 
     def gc_term(self, seeds: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:

@@ -14,8 +14,11 @@ Per-image rows ("cat": concatenated in order; one row per image, for the bootstr
 - ``img_hits`` (N x I x ceil(T/8), bits packed along T): the box reaches IoU i at threshold t;
 - ``img_labeled``, ``img_top1``, ``img_top5``: a classification was scored, true class first / in the top 5;
 - ``img_top5_hits`` (N x ceil(T/8)): the matching top-5 class's box at IoU 0.5 (Top-5 Loc; 0 outside the top 5).
-10,000 images x 3 IoUs x 1,000 thresholds take 3.9 MB. PxAP keeps no per-image rows (its histograms would
-take 2 x (T + 2) floats per image), so PxAP has no interval.
+- ``img_mask_hist`` (N x 2 x (T + 2)): the image's object / background pixel counts over the PxAP bins, kept
+  only once some image had a mask (before that the rows are N x 2 x 0: no memory); an image without a mask
+  has a zero row. uint16 while every scored map has at most 65,535 pixels, else int32 (the state widens).
+10,000 images x 3 IoUs x 1,000 thresholds take 3.9 MB; the PxAP rows at 1,000 thresholds take 4.0 MB per
+1,000 images in uint16 (docs/comparisons.md).
 """
 from __future__ import annotations
 
@@ -34,8 +37,9 @@ STATE_REDUCTIONS = {
     "n_labeled": "sum", "top1_cls": "sum", "top5_cls": "sum", "top1_loc": "sum", "top5_loc": "sum",
     "n_masks": "sum", "mask_pos_hist": "sum", "mask_neg_hist": "sum",
     "img_index": "cat", "img_hits": "cat", "img_labeled": "cat", "img_top1": "cat", "img_top5": "cat",
-    "img_top5_hits": "cat",
+    "img_top5_hits": "cat", "img_mask_hist": "cat",
 }
+MASK_HIST_DTYPES = (torch.uint16, torch.int32)  # the compact one while the counts fit, else the wide one
 
 
 def _numpy(x: Any) -> np.ndarray:
@@ -63,6 +67,7 @@ class LocalizationAccumulator:
             "img_index": z(0), "img_hits": z(0, n_i, (n_t + 7) // 8, dtype=torch.uint8),
             "img_labeled": z(0, dtype=torch.bool), "img_top1": z(0, dtype=torch.bool), "img_top5": z(0, dtype=torch.bool),
             "img_top5_hits": z(0, (n_t + 7) // 8, dtype=torch.uint8),
+            "img_mask_hist": z(0, 2, 0, dtype=torch.uint16),
         }
 
     def __getattr__(self, name: str):
@@ -99,6 +104,8 @@ class LocalizationAccumulator:
         img_hits = np.zeros((n, len(self.iou_thresholds), n_t), bool)
         img_top5_hits = np.zeros((n, n_t), bool)
         img_flags = np.zeros((3, n), bool)  # labeled, top1, top5
+        has_masks = masks is not None and any(m is not None for m in masks)
+        img_mask_hist = np.zeros((n, 2, len(self.protocol.edges) - 1 if has_masks else 0), np.int64)
         i05 = self.protocol.iou05_index
         for b in range(n):
             height, width = int(sizes[b, 0]), int(sizes[b, 1])
@@ -132,6 +139,7 @@ class LocalizationAccumulator:
             if masks is not None and masks[b] is not None:
                 pos, neg = self.protocol.mask_histograms(maps[b], height, width, _numpy(masks[b]), b, scoremap)
                 self.states["mask_pos_hist"] += torch.from_numpy(pos)
+                img_mask_hist[b, 0], img_mask_hist[b, 1] = pos, neg
                 self.states["mask_neg_hist"] += torch.from_numpy(neg)
                 self.states["n_masks"] += 1
         self.states["n_images"] += n
@@ -144,6 +152,7 @@ class LocalizationAccumulator:
                 "img_top5_hits": torch.from_numpy(np.packbits(img_top5_hits, axis=-1))}
         for key, value in rows.items():
             self.states[key] = torch.cat([self.states[key], value])
+        self.states["img_mask_hist"] = _cat_mask_hists(self.states["img_mask_hist"], img_mask_hist)
 
     # --- combining -------------------------------------------------------------------------------
     def _check_same(self, other: "LocalizationAccumulator") -> None:
@@ -154,7 +163,9 @@ class LocalizationAccumulator:
         """Add ``other``'s counts; its per-image rows go after this one's (merge shards in their order)."""
         self._check_same(other)
         for key in self.states:
-            if STATE_REDUCTIONS[key] == "cat":
+            if key == "img_mask_hist":
+                self.states[key] = _cat_mask_hists(self.states[key], other.states[key])
+            elif STATE_REDUCTIONS[key] == "cat":
                 self.states[key] = torch.cat([self.states[key], other.states[key]])
             else:
                 self.states[key] = self.states[key] + other.states[key]
@@ -162,13 +173,14 @@ class LocalizationAccumulator:
 
     def per_image(self) -> dict[str, np.ndarray]:
         """The per-image rows as numpy arrays, bits unpacked: hits (N x I x T), labeled, top1, top5 (N),
-        top5_hits (N x T), index (N)."""
+        top5_hits (N x T), index (N), mask_hist (N x 2 x (T + 2), or N x 2 x 0 without masks)."""
         n_t = len(self.thresholds)
         s = self.states
         return {"index": s["img_index"].numpy(), "labeled": s["img_labeled"].numpy(), "top1": s["img_top1"].numpy(),
                 "top5": s["img_top5"].numpy(),
                 "hits": np.unpackbits(s["img_hits"].numpy(), axis=-1, count=n_t).astype(bool),
-                "top5_hits": np.unpackbits(s["img_top5_hits"].numpy(), axis=-1, count=n_t).astype(bool)}
+                "top5_hits": np.unpackbits(s["img_top5_hits"].numpy(), axis=-1, count=n_t).astype(bool),
+                "mask_hist": s["img_mask_hist"].numpy()}
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {k: v.clone() for k, v in self.states.items()}
@@ -177,6 +189,9 @@ class LocalizationAccumulator:
         for key, value in self.states.items():
             if key not in state:
                 raise WsolbenchError(f"accumulator state is missing '{key}'")
+            if key == "img_mask_hist":  # any width (0 or T + 2) and either dtype
+                self.states[key] = _cat_mask_hists(value[:0], torch.as_tensor(state[key]))
+                continue
             new = torch.as_tensor(state[key], dtype=value.dtype)
             per_image = STATE_REDUCTIONS[key] == "cat"  # any number of rows
             if (new.shape[1:] if per_image else new.shape) != (value.shape[1:] if per_image else value.shape):
@@ -209,4 +224,28 @@ class LocalizationAccumulator:
             index = np.concatenate([rank + world * np.arange(len(p["img_index"])) for rank, p in enumerate(parts)])
         order = np.argsort(index, kind="stable")
         for key in rows:
+            if key == "img_mask_hist":  # ranks may differ in width (masks seen or not) and dtype
+                joined = self.states[key][:0]
+                for p in parts:
+                    joined = _cat_mask_hists(joined, p[key])
+                self.states[key] = joined[order]
+                continue
             self.states[key] = torch.from_numpy(np.concatenate([p[key] for p in parts])[order])
+
+
+def _cat_mask_hists(rows, more) -> torch.Tensor:
+    """``rows`` then ``more`` (N x 2 x K each; K = 0 where no mask was seen, padded with zeros to the other's
+    width), in uint16 while every count fits, else int32."""
+    rows, more = torch.as_tensor(rows), torch.as_tensor(more)
+    width = max(rows.shape[2], more.shape[2])
+    if min(rows.shape[2], more.shape[2]) not in (0, width):
+        raise WsolbenchError(f"PxAP rows of {rows.shape[2]} and {more.shape[2]} bins: not the same protocol settings")
+    wide = any(t.dtype != torch.uint16 and t.numel() and int(t.max()) > 65535 for t in (rows, more))
+    wide = wide or rows.dtype == torch.int32 or more.dtype == torch.int32
+    dtype = MASK_HIST_DTYPES[1] if wide else MASK_HIST_DTYPES[0]
+    parts = []
+    for t in (rows, more):
+        if t.shape[2] != width:  # no mask seen there: zero rows
+            t = torch.zeros((t.shape[0], 2, width), dtype=torch.int32)
+        parts.append(t.to(torch.int32).to(dtype) if t.dtype != dtype else t)
+    return torch.cat(parts)

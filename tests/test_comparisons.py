@@ -42,6 +42,7 @@ def test_a_run_writes_per_image_rows_that_reproduce_its_numbers(runs):
             reported = json.loads((run / name).read_text())
             rec = S.load_records(run, reported["protocol"], reported["policy"], reported["threshold"])
             assert rec.n == reported["n_images"] == 12
+            assert rec.has("pxap") and "pxap" in reported  # the synthetic set has masks
             for m in S.MEASURES:
                 if m in reported:
                     assert S.full_sample(rec, m) == pytest.approx(reported[m], abs=1e-9), (run.name, name, m)
@@ -84,6 +85,13 @@ def test_leaderboard_cells_carry_intervals_and_old_runs_a_dash(runs, tmp_path, r
     assert "center-box/test_resnet -" not in md and "- center-box/test_resnet" not in md  # not trained
     wsoleval = (tmp_path / "boards" / "synthetic-wsoleval.md").read_text()
     assert "vs best (MaxBoxAccV2)" in wsoleval
+    # PxAP from the masks: its cell and CSV columns carry the interval of the per-image histograms
+    assert (cam.pxap_low <= cam.pxap).all() and (cam.pxap <= cam.pxap_high).all() and (cam.pxap_low < cam.pxap_high).all()
+    assert old.pxap.notna().all() and old.pxap_low.isna().all()
+    header = next(line for line in md.splitlines() if line.startswith("| method "))
+    column = [c.strip() for c in header.split("|")].index("PxAP")
+    pxaps = cam.pxap.astype(float)
+    assert [c.strip() for c in cam_row.split("|")][column].startswith(f"{pxaps.mean():.2f} ± {pxaps.std(ddof=1):.2f} [")
 
 
 def test_leaderboard_compares_rows_paired_against_the_best(runs, tmp_path):
@@ -121,6 +129,8 @@ def test_diff_prints_the_paired_interval(runs, run_cli):
     assert ("not distinguishable" if low <= 0 <= high else "significant at 95%") in out
     code, out, err = run_cli("diff", a, b, "--protocol", "wsoleval", "--metric", "maxboxacc_v2")
     assert code == 0 and "maxboxacc_v2 under wsoleval" in out
+    code, out, err = run_cli("diff", a, b, "--protocol", "wsoleval", "--metric", "pxap")  # from the masks
+    assert code == 0 and "pxap under wsoleval" in out, out + err
 
 
 def test_diff_of_runs_on_other_images_is_one_clear_line(runs, synth, tmp_path, run_cli):

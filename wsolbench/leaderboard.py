@@ -21,7 +21,7 @@ MEASURES = [("top1_loc", "Top-1 Loc"), ("top5_loc", "Top-5 Loc"), ("gt_known_loc
             ("maxboxacc_v2", "MaxBoxAccV2"), ("top1_cls", "Top-1 Cls")]
 REPORTED_METRICS = {"top1_loc_err": "top1_loc", "top5_loc_err": "top5_loc", "gt_known_loc_err": "gt_known_loc",
                     "top1_cls_err": "top1_cls", "top5_cls_err": "top5_cls"}
-INTERVAL_MEASURES = [*[m for m, _ in MEASURES], "maxboxacc", "top5_cls"]  # PxAP: no per-image rows, no interval
+INTERVAL_MEASURES = [*[m for m, _ in MEASURES], "maxboxacc", "top5_cls", "pxap"]  # pxap: where the runs had masks
 TIDY_COLUMNS = ["dataset", "protocol", "method", "backbone", "config", "seed", "policy", "threshold", "box_rule",
                 "epochs", *[m for m, _ in MEASURES], "maxboxacc", "top5_cls", "pxap", "commit", "run_id",
                 *[f"{m}_{side}" for m in INTERVAL_MEASURES for side in ("low", "high")]]  # 95% bootstrap interval
@@ -142,10 +142,13 @@ def summary_table(df: pd.DataFrame, table=None, verdicts: dict | None = None) ->
     bootstrap interval when ``table`` (``wsolbench.intervals.TableIntervals``) has it; ``verdicts``: extra
     columns, {column: {config: text}}."""
     rows = []
+    with_pxap = "pxap" in df and df["pxap"].notna().any()
     for (method, backbone, config), group in df.groupby(["method", "backbone", "config"], sort=True):
         row = {"method": method, "backbone": backbone}
         for key, label in MEASURES:
             row[label] = _fmt(group[key]) if table is None else _span(_fmt(group[key]), table.span(config, key))
+        if with_pxap:  # from the masks (the synthetic set has them), its interval from per-image histograms
+            row["PxAP"] = _fmt(group["pxap"]) if table is None else _span(_fmt(group["pxap"]), table.span(config, "pxap"))
         for column, by_config in (verdicts or {}).items():
             row[column] = by_config.get(config, "-")
         row["threshold (policy)"] = _threshold(group)

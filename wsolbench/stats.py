@@ -15,7 +15,9 @@ Rules:
   metrics (the seeds' images are pooled per resample, and seed-to-seed spread is the row's std, not this);
 - interval: the 2.5th and 97.5th percentiles of B resamples (numpy's linear interpolation); a paired
   difference A - B is significant at 95% when its interval does not hold 0;
-- PxAP has no interval (no per-image rows: see ``protocols/accumulator.py``).
+- PxAP (where masks exist): each image keeps its object / background pixel counts over the protocol's PxAP
+  bins; a resample's histograms are the count-weighted sums of those rows, and its PxAP is computed from them
+  as ``protocols.summary.pxap`` does (so the full sample gives the reported value).
 """
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ import numpy as np
 from wsolbench.errors import WsolbenchError
 
 B_DEFAULT, SEED_DEFAULT, LEVEL = 1000, 0, 95.0
-MEASURES = ("gt_known_loc", "top1_loc", "top5_loc", "maxboxacc", "maxboxacc_v2", "top1_cls", "top5_cls")
+MEASURES = ("gt_known_loc", "top1_loc", "top5_loc", "maxboxacc", "maxboxacc_v2", "top1_cls", "top5_cls", "pxap")
 CHUNK = 250  # resamples per matrix product: bounds memory at CHUNK x (N + T) floats
 
 
@@ -41,8 +43,11 @@ def _split_arrays(prefix: str, acc, image_ids: list[str]) -> dict[str, np.ndarra
     s = {k: v.numpy() for k, v in acc.states.items() if k.startswith("img_")}
     index = s["img_index"]
     ids = np.array([image_ids[i] if i >= 0 else "" for i in index], dtype=str)
-    return {f"{prefix}_image_ids": ids, f"{prefix}_hits": s["img_hits"], f"{prefix}_top5_hits": s["img_top5_hits"],
-            f"{prefix}_flags": np.stack([s["img_labeled"], s["img_top1"], s["img_top5"]])}
+    out = {f"{prefix}_image_ids": ids, f"{prefix}_hits": s["img_hits"], f"{prefix}_top5_hits": s["img_top5_hits"],
+           f"{prefix}_flags": np.stack([s["img_labeled"], s["img_top1"], s["img_top5"]])}
+    if s.get("img_mask_hist") is not None and s["img_mask_hist"].shape[2]:  # masks were scored: PxAP's rows
+        out[f"{prefix}_mask_hist"] = s["img_mask_hist"]
+    return out
 
 
 def write_records(path: Path, protocol, test_acc, val_acc, test_ids: list[str], val_ids: list[str] | None) -> None:
@@ -84,6 +89,7 @@ class Records:
     protocol: str
     val_hits_sum: np.ndarray | None  # (I, T) counts on val, to choose the val thresholds
     chosen: tuple[int, ...] | None = None  # threshold index per IoU; None: the test optimum of each resample
+    mask_hist: np.ndarray | None = None  # (N, 2, T + 2) object / background pixel counts (PxAP); None: no masks
 
     @property
     def n(self) -> int:
@@ -114,6 +120,8 @@ class Records:
             return self.protocol == "wsoleval"
         if measure in ("top1_loc", "top5_loc", "top1_cls", "top5_cls"):
             return bool(self.labeled.any())
+        if measure == "pxap":
+            return self.mask_hist is not None and bool(self.mask_hist[:, 0].any())
         return measure == "gt_known_loc"
 
 
@@ -132,7 +140,8 @@ def load_records(run_dir: Path, protocol: str, policy: str = "val", threshold: f
             rec = Records(source=str(path), image_ids=z["test_image_ids"], hits=unpack(z["test_hits"]),
                           labeled=flags[0], top1=flags[1], top5=flags[2], top5_hits=unpack(z["test_top5_hits"]),
                           thresholds=z["thresholds"], iou_thresholds=tuple(float(x) for x in z["iou_thresholds"]),
-                          protocol=str(z["protocol"]), val_hits_sum=val)
+                          protocol=str(z["protocol"]), val_hits_sum=val,
+                          mask_hist=z["test_mask_hist"] if "test_mask_hist" in z.files else None)
     except (OSError, KeyError, ValueError) as exc:
         raise WsolbenchError(f"{path}: unreadable per-image records ({exc})") from None
     return rec.with_policy(policy, threshold)
@@ -148,6 +157,27 @@ def resample_counts(n: int, b: int, rng: np.random.Generator) -> np.ndarray:
 def _dot(counts: np.ndarray, x: np.ndarray) -> np.ndarray:
     """counts @ x in float32 (exact: integer sums below 2**24), returned as float64 for the divisions."""
     return (counts @ x.astype(np.float32)).astype(np.float64)
+
+
+def _dot_counts(counts: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """counts @ x for pixel counts: float32 while every sum stays below 2**24 (exact), else float64."""
+    bound = float(counts.sum(axis=1).max(initial=0)) * float(x.max(initial=0))
+    if bound < 2 ** 24:
+        return _dot(counts, x)
+    return counts.astype(np.float64) @ x.astype(np.float64)
+
+
+def pxap_rows(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
+    """``protocols.summary.pxap`` (percent) of each row of (B, K) object / background histograms; NaN for a row
+    with no object pixel."""
+    tp = np.cumsum(pos[:, ::-1], axis=1)
+    fp = np.cumsum(neg[:, ::-1], axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = tp / (tp + fp)
+        recall = tp / pos.sum(axis=1, keepdims=True)
+        ap = precision[:, 1:] * np.diff(recall, axis=1)
+    ap = np.where(np.isnan(precision[:, 1:]), 0.0, ap).sum(axis=1) * 100
+    return np.where(pos.sum(axis=1) > 0, ap, np.nan)
 
 
 def _best(counts: np.ndarray, hits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -197,6 +227,8 @@ def _metrics(rec: Records, counts: np.ndarray, measures) -> dict[str, np.ndarray
                 out[m] = 100.0 * _dot(counts, rec.top5) / n_labeled
             elif m == "top1_loc":
                 out[m] = 100.0 * _at(counts, rec.hits[:, rec.i05] & rec.top1[:, None], t05) / n_labeled
+            elif m == "pxap":
+                out[m] = pxap_rows(_dot_counts(counts, rec.mask_hist[:, 0]), _dot_counts(counts, rec.mask_hist[:, 1]))
             elif m == "top5_loc":
                 out[m] = 100.0 * _at(counts, rec.top5_hits & rec.top5[:, None], t05) / n_labeled
             else:

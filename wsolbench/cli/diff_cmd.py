@@ -33,7 +33,7 @@ def diff_command(
     run_b: Annotated[Path, typer.Argument(metavar="RUN_B", help="Another, scored on the same test images.")],
     protocol: Annotated[Optional[str], typer.Option("--protocol", help="Protocol (default: RUN_A's own).")] = None,
     metric: Annotated[str, typer.Option("--metric", help="gt_known_loc, top1_loc, top5_loc, maxboxacc, "
-                                        "maxboxacc_v2, top1_cls or top5_cls.")] = "gt_known_loc",
+                                        "maxboxacc_v2, top1_cls, top5_cls or pxap (where masks exist).")] = "gt_known_loc",
     resamples: Annotated[int, typer.Option("--resamples", help="Bootstrap resamples.")] = 1000,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the resampled image indices.")] = 0,
 ):

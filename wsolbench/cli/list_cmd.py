@@ -28,7 +28,8 @@ def _defaults_text(entry, limit: int = 6) -> str:
     if dataclasses.is_dataclass(config):
         notes = {f.name: (f.default, f.metadata["note"]) for f in dataclasses.fields(config) if "note" in f.metadata}
     if not items and dataclasses.is_dataclass(config):
-        fields = [f for f in dataclasses.fields(config) if f.default is not dataclasses.MISSING]
+        fields = [f for f in dataclasses.fields(config) if f.default is not dataclasses.MISSING
+                  and not f.metadata.get("diagnostic")]  # e.g. log_grads: not a setting of the method
         base = {f.name for f in dataclasses.fields(config.__mro__[1])} if dataclasses.is_dataclass(config.__mro__[1]) else set()
         own = [f for f in fields if f.name not in base] or fields
         items = {f.name: f.default for f in own[:limit]}

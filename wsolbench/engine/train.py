@@ -433,6 +433,8 @@ def _step(run: Run, images: torch.Tensor, labels: torch.Tensor):
     record = {"epoch": run.epoch, "step": run.batch, "global_step": run.global_step, "lr": lr,
               "loss": loss.item(), **{k: v.item() for k, v in terms.items()},
               "images_per_s": n / max(time.perf_counter() - t0, 1e-9)}
+    if out.logs:  # a method's diagnostics (e.g. I2C's feature norms): nested, so no reader takes them for losses
+        record["diag"] = {k: float(v) for k, v in out.logs.items()}
     return record, out, labels
 
 
@@ -539,7 +541,7 @@ class _Progress:
     def advance(self, record: dict) -> None:
         if self.enabled:
             skip = {"epoch", "step", "global_step", "lr", "images_per_s"}
-            info = " ".join(f"{k} {v:.3f}" for k, v in record.items() if k not in skip)
+            info = " ".join(f"{k} {v:.3f}" for k, v in record.items() if k not in skip and not isinstance(v, dict))
             self.bar.update(self.task, advance=1, info=f"{info} | {record['images_per_s']:.0f} img/s")
 
 
