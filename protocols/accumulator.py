@@ -233,19 +233,24 @@ class LocalizationAccumulator:
             self.states[key] = torch.from_numpy(np.concatenate([p[key] for p in parts])[order])
 
 
-def _cat_mask_hists(rows, more) -> torch.Tensor:
-    """``rows`` then ``more`` (N x 2 x K each; K = 0 where no mask was seen, padded with zeros to the other's
-    width), in uint16 while every count fits, else int32."""
-    rows, more = torch.as_tensor(rows), torch.as_tensor(more)
-    width = max(rows.shape[2], more.shape[2])
-    if min(rows.shape[2], more.shape[2]) not in (0, width):
-        raise WsolbenchError(f"PxAP rows of {rows.shape[2]} and {more.shape[2]} bins: not the same protocol settings")
-    wide = any(t.dtype != torch.uint16 and t.numel() and int(t.max()) > 65535 for t in (rows, more))
-    wide = wide or rows.dtype == torch.int32 or more.dtype == torch.int32
+def _cat_mask_hists(*tables) -> torch.Tensor:
+    """The tables' rows in order (N x 2 x K each; K = 0 where no mask was seen, padded with zeros to the
+    others' width), in uint16 while every count fits, else int32."""
+    tables = [torch.as_tensor(t) for t in tables]
+    width = max(t.shape[2] for t in tables)
+    if any(t.shape[2] not in (0, width) for t in tables):
+        raise WsolbenchError(f"PxAP rows of {sorted({t.shape[2] for t in tables})} bins: not the same protocol settings")
+    wide = any(t.dtype == torch.int32 or (t.dtype != torch.uint16 and t.numel() and int(t.max()) > 65535)
+               for t in tables)
     dtype = MASK_HIST_DTYPES[1] if wide else MASK_HIST_DTYPES[0]
     parts = []
-    for t in (rows, more):
+    for t in tables:
         if t.shape[2] != width:  # no mask seen there: zero rows
             t = torch.zeros((t.shape[0], 2, width), dtype=torch.int32)
         parts.append(t.to(torch.int32).to(dtype) if t.dtype != dtype else t)
     return torch.cat(parts)
+
+
+def cat_rows(key: str, tables) -> torch.Tensor:
+    """Per-image rows of one state, in order (the PxAP rows may differ in width and dtype)."""
+    return _cat_mask_hists(*tables) if key == "img_mask_hist" else torch.cat(list(tables))

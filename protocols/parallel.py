@@ -25,7 +25,7 @@ from concurrent.futures import ProcessPoolExecutor
 
 import torch
 
-from wsolbench.protocols.accumulator import STATE_REDUCTIONS, LocalizationAccumulator
+from wsolbench.protocols.accumulator import STATE_REDUCTIONS, LocalizationAccumulator, cat_rows
 
 
 def usable_cores() -> int:
@@ -100,7 +100,7 @@ class Scorer:
             self.close()
         for acc, rows in zip(self.accs, self.rows):
             for key, parts in rows.items():
-                acc.states[key] = torch.cat([acc.states[key], *parts])
+                acc.states[key] = cat_rows(key, [acc.states[key], *parts])
                 parts.clear()
         return self.accs
 
