@@ -150,9 +150,8 @@ class LocalizationAccumulator:
                 "img_labeled": torch.from_numpy(img_flags[0]), "img_top1": torch.from_numpy(img_flags[1]),
                 "img_top5": torch.from_numpy(img_flags[2]),
                 "img_top5_hits": torch.from_numpy(np.packbits(img_top5_hits, axis=-1))}
-        for key, value in rows.items():
-            self.states[key] = torch.cat([self.states[key], value])
-        self.states["img_mask_hist"] = _cat_mask_hists(self.states["img_mask_hist"], img_mask_hist)
+        for key, value in {**rows, "img_mask_hist": img_mask_hist}.items():
+            self.states[key] = cat_rows(key, [self.states[key], value])
 
     # --- combining -------------------------------------------------------------------------------
     def _check_same(self, other: "LocalizationAccumulator") -> None:
@@ -163,10 +162,8 @@ class LocalizationAccumulator:
         """Add ``other``'s counts; its per-image rows go after this one's (merge shards in their order)."""
         self._check_same(other)
         for key in self.states:
-            if key == "img_mask_hist":
-                self.states[key] = _cat_mask_hists(self.states[key], other.states[key])
-            elif STATE_REDUCTIONS[key] == "cat":
-                self.states[key] = torch.cat([self.states[key], other.states[key]])
+            if STATE_REDUCTIONS[key] == "cat":
+                self.states[key] = cat_rows(key, [self.states[key], other.states[key]])
             else:
                 self.states[key] = self.states[key] + other.states[key]
         return self
@@ -223,14 +220,8 @@ class LocalizationAccumulator:
             world = len(parts)
             index = np.concatenate([rank + world * np.arange(len(p["img_index"])) for rank, p in enumerate(parts)])
         order = np.argsort(index, kind="stable")
-        for key in rows:
-            if key == "img_mask_hist":  # ranks may differ in width (masks seen or not) and dtype
-                joined = self.states[key][:0]
-                for p in parts:
-                    joined = _cat_mask_hists(joined, p[key])
-                self.states[key] = joined[order]
-                continue
-            self.states[key] = torch.from_numpy(np.concatenate([p[key] for p in parts])[order])
+        for key in rows:  # ranks may differ in the PxAP rows' width (masks seen or not) and dtype: cat_rows
+            self.states[key] = cat_rows(key, [torch.as_tensor(p[key]) for p in parts])[torch.from_numpy(order)]
 
 
 def _cat_mask_hists(*tables) -> torch.Tensor:
