@@ -3,23 +3,11 @@ import json
 
 import pytest
 import torch
-from torch import nn
 
+from test_methods_models import TinyBackbone
 from wsolbench.methods.base import build_method
 
 LABELS = torch.tensor([0, 0, 1, 1, 2, 2])
-
-
-class TinyBackbone(nn.Module):
-    out_channels = 6
-    reduction = 4
-
-    def __init__(self):
-        super().__init__()
-        self.conv = nn.Conv2d(3, self.out_channels, 3, stride=4, padding=1)
-
-    def forward(self, x):
-        return torch.relu(self.conv(x))
 
 
 def step(name, epoch=1, **settings):

@@ -19,6 +19,11 @@ app = typer.Typer(
 )
 err_console = Console(stderr=True)
 
+# An option that score, eval and run share
+BoxSearchOption = Annotated[Optional[str], typer.Option(
+    "--box-search", help="fast | reference: how the protocol finds boxes (same numbers; reference: one OpenCV "
+                         "contour search per threshold).")]
+
 def _version(value: bool):
     if value:
         typer.echo(f"wsolbench {__version__}")

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-from wsolbench.cli import app
+from wsolbench.cli import BoxSearchOption, app
 
 # The main job: every seed method and the trivial baselines, a small backbone, the synthetic set.
 MAIN_JOB_METHODS = ["center-box", "full-image", "cam", "acol-simplified", "i2c-sc", "i2c", "i2c-bpgc"]
@@ -59,7 +59,7 @@ def run_command(
     slurm: Annotated[Optional[str], _opt("--launcher slurm resources: partition=P,gpus=N,time=HH:MM:SS,"
                                          "array-parallelism=N (also cpus, mem, account, qos, constraint).", "--slurm")] = None,
     cluster_config: Annotated[Optional[Path], _opt("TOML file whose [slurm] table gives the --slurm keys.", "--cluster-config")] = None,
-    box_search: Annotated[Optional[str], _opt("fast | reference: how the protocol finds boxes (same numbers).", "--box-search")] = None,
+    box_search: BoxSearchOption = None,
     score_workers: Annotated[Optional[int], _opt("Processes scoring the boxes (default: the usable cores; "
                                                  "--workers is the data loader's).", "--score-workers")] = None,
 ):
@@ -196,7 +196,7 @@ def eval_command(
     device: Annotated[str, _opt("auto | cpu | cuda.", "--device")] = "auto",
     explainer: Annotated[Optional[str], _opt("Score the run's classifier through this post-hoc explainer "
                                              "(gradcam, gradcampp, scorecam, ...): eval-PROTOCOL-EXPLAINER.json.", "--explainer")] = None,
-    box_search: Annotated[Optional[str], _opt("fast | reference: how boxes are found (same numbers).", "--box-search")] = None,
+    box_search: BoxSearchOption = None,
     score_workers: Annotated[Optional[int], _opt("Processes scoring the boxes (default: the usable cores).", "--workers")] = None,
     explainer_layer: Annotated[Optional[str], _opt("Explainer target layer, a module name of the method "
                                                    "(default: backbone).", "--explainer-layer")] = None,

@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from wsolbench.cli import app
+from wsolbench.cli import BoxSearchOption, app
 
 METRIC_NAMES = {
     "top1_cls": "Top-1 Cls", "top5_cls": "Top-5 Cls", "top1_loc": "Top-1 Loc", "top5_loc": "Top-5 Loc",
@@ -32,8 +32,7 @@ def score(
                                                      "split (image_ids.txt, image_sizes.txt, localization.txt)")] = None,
     val_metadata: Annotated[Optional[Path], typer.Option("--val-metadata", help="--val is a folder: its metadata split")] = None,
     data_root: Annotated[Optional[Path], typer.Option("--data-root", help="where the metadata's mask paths are read (PxAP)")] = None,
-    box_search: Annotated[Optional[str], typer.Option("--box-search", help="fast | reference (same numbers; reference: "
-                                                      "one OpenCV contour search per threshold)")] = None,
+    box_search: BoxSearchOption = None,
     workers: Annotated[Optional[int], typer.Option("--workers", help="scoring processes (default: the usable cores)")] = None,
     policy: Annotated[Optional[str], typer.Option(help="val | test-optimal | fixed:T (default: val with --val, else test-optimal)")] = None,
     interval: Annotated[Optional[float], typer.Option(help="threshold step (wsoleval: 0.001, cub/ilsvrc: 0.01)")] = None,
