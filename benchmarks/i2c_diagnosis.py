@@ -31,6 +31,11 @@ def label(run: Path) -> str:
     return f"{config['method']}{pre}" + (f" ({extra})" if extra else "")
 
 
+def per_cls(step: dict, term: str) -> float:
+    """A loss term over CE in one step; a fine-tuned classifier can reach a CE of exactly 0.0 (no ratio)."""
+    return step.get(term, np.nan) / step["cls"] if step["cls"] > 0 else np.nan
+
+
 def per_epoch(run: Path) -> dict[int, dict]:
     """epoch -> means over its steps of cls, sc/cls, gc/cls, the diag norms, grad ratios; + train/val Top-1 Cls."""
     steps = _jsonl(run / "steps.jsonl")
@@ -39,13 +44,13 @@ def per_epoch(run: Path) -> dict[int, dict]:
         rs = [r for r in steps if r["epoch"] == e]
         mean = lambda f: float(np.nanmean([f(r) for r in rs]))  # noqa: E731
         d = lambda r, k: r.get("diag", {}).get(k, np.nan)  # noqa: E731
-        row = {"cls": mean(lambda r: r["cls"]), "sc/cls": mean(lambda r: r.get("sc", np.nan) / r["cls"]),
-               "sc/cls max": float(np.nanmax([r.get("sc", np.nan) / r["cls"] for r in rs] + [np.nan])),
-               "gc/cls": mean(lambda r: r.get("gc", np.nan) / r["cls"])}
+        row = {"cls": mean(lambda r: r["cls"]), "sc/cls": mean(lambda r: per_cls(r, "sc")),
+               "sc/cls max": float(np.nanmax([per_cls(r, "sc") for r in rs] + [np.nan])),
+               "gc/cls": mean(lambda r: per_cls(r, "gc"))}
         for k in ("feat_norm", "seed_norm", "center_norm", "grad_cls", "grad_sc", "grad_gc"):
             row[k] = mean(lambda r: d(r, k))
         for k in ("grad_sc", "grad_gc"):
-            row[f"{k}/grad_cls"] = mean(lambda r: d(r, k) / d(r, "grad_cls"))
+            row[f"{k}/grad_cls"] = mean(lambda r: d(r, k) / d(r, "grad_cls") if d(r, "grad_cls") != 0 else np.nan)
         out[e] = row
     for r in _jsonl(run / "epochs.jsonl"):
         out[r["epoch"]].update(train_top1=r["train_top1_cls"], val_top1=r["val"]["top1_cls"])
@@ -100,9 +105,10 @@ def figure(runs: list[Path], path: Path) -> None:
         x = np.array([r["global_step"] for r in steps])
         smooth = lambda v: np.convolve(v, np.ones(8) / 8, mode="same")  # noqa: E731
         name = label(run)
-        sc = np.array([r.get("sc", np.nan) / r["cls"] for r in steps])
-        if not np.isnan(sc).all():
+        sc = np.array([per_cls(r, "sc") for r in steps])
+        if np.nan_to_num(sc).any():
             axes[0].plot(x, smooth(np.nan_to_num(sc)), label=name, linewidth=1, color=color)
+            axes[0].set_yscale("log")  # ratios from 0.1 (random init) to 1e5 (a fine-tuned CE near 0)
         g = np.array([r.get("diag", {}).get("grad_sc", np.nan) / r.get("diag", {}).get("grad_cls", np.nan) for r in steps])
         if not np.isnan(g).all():
             axes[1].plot(x, smooth(np.nan_to_num(g)), label=name, linewidth=1, color=color)
@@ -115,6 +121,8 @@ def figure(runs: list[Path], path: Path) -> None:
               "mean L2 norm of the feature vectors of F", "train Top-1 Cls (%) per epoch"]
     for ax, title in zip(axes, titles):
         ax.set_title(title, fontsize=9)
+        if not ax.lines:
+            ax.text(0.5, 0.5, "not logged by these runs", ha="center", va="center", fontsize=8, transform=ax.transAxes)
         ax.grid(alpha=0.3)
         ax.tick_params(labelsize=7)
     for ax in axes[:3]:

@@ -1,5 +1,6 @@
 """The ACoL/I2C diagnostics (docs/i2c-diagnosis.md): logged beside the loss terms, never part of the loss."""
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -66,3 +67,19 @@ def test_the_engine_writes_diagnostics_to_the_step_log(tmp_path):
     steps = [json.loads(line) for line in (run_dir / "steps.jsonl").read_text().splitlines()]
     assert steps and all({"feat_norm", "seed_norm", "grad_cls", "grad_sc", "grad_gc"} <= set(r["diag"]) for r in steps)
     assert all(r["loss"] == pytest.approx(r["cls"] + r["sc"] + r["gc"], rel=1e-5) for r in steps)
+
+
+def test_diagnosis_script_skips_steps_whose_ce_is_zero(tmp_path):
+    """A fine-tuned classifier can log a CE of exactly 0.0; the per-epoch SC/CE ratio leaves that step out."""
+    import importlib.util
+    import math
+
+    spec = importlib.util.spec_from_file_location("i2c_diagnosis", Path(__file__).parents[1] / "benchmarks" / "i2c_diagnosis.py")
+    diagnosis = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(diagnosis)
+    steps = [{"epoch": 0, "cls": 0.0, "sc": 4.0}, {"epoch": 0, "cls": 2.0, "sc": 4.0}]
+    (tmp_path / "steps.jsonl").write_text("".join(json.dumps(s) + "\n" for s in steps))
+    (tmp_path / "epochs.jsonl").write_text(json.dumps({"epoch": 0, "train_top1_cls": 50.0, "val": {"top1_cls": 40.0}}) + "\n")
+    row = diagnosis.per_epoch(tmp_path)[0]
+    assert row["sc/cls"] == 2.0 and row["sc/cls max"] == 2.0
+    assert math.isnan(diagnosis.per_cls(steps[0], "sc"))
