@@ -1,6 +1,8 @@
 """Backbones: the paper's 28x28 versions, any timm CNN's last stage, local weight files, the CLI listing."""
 from __future__ import annotations
 
+import logging
+
 import pytest
 import safetensors.torch
 import timm
@@ -113,6 +115,17 @@ def test_local_weights_file_is_loaded(tmp_path, no_network, suffix):
     assert set(loaded) <= set(saved) and len(loaded) > 10
     for key, tensor in loaded.items():
         assert torch.equal(tensor, saved[key]), key
+
+
+def test_head_tensors_a_feature_extractor_leaves_unused_are_not_warned_about(tmp_path, no_network, caplog):
+    """An EfficientNet file holds conv_head / bn2 / classifier, after the last feature stage: expected, so
+    timm's "Unexpected keys" warning is not passed on; the file was checked against the whole model."""
+    path = tmp_path / "test_efficientnet.pth"
+    torch.save(seeded_timm("test_efficientnet", seed=0).state_dict(), path)
+    with caplog.at_level("INFO"):
+        build_backbone("test_efficientnet", pretrained=path)
+    assert "Unexpected keys" not in caplog.text
+    assert not logging.getLogger("timm.models._builder").filters  # the filter goes with the load
 
 
 def test_weights_of_another_model_do_not_fit(tmp_path):

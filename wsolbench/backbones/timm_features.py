@@ -1,7 +1,9 @@
 """Any timm CNN as a backbone: the last stage of timm's feature extractor (``features_only=True``)."""
 from __future__ import annotations
 
+import contextlib
 import difflib
+import logging
 from pathlib import Path
 
 import timm
@@ -83,8 +85,22 @@ def build_timm_backbone(
         kwargs.update(pretrained=True, pretrained_cfg_overlay=dict(file=str(pretrained), source=None))
     else:
         kwargs["pretrained"] = pretrained == "hub"  # "hub" is the only route to the network
-    features = create_timm_model(name, **kwargs)
+    with _quiet_unused_head_keys():
+        features = create_timm_model(name, **kwargs)
     return TimmLastStage(features)
+
+
+@contextlib.contextmanager
+def _quiet_unused_head_keys():
+    """timm warns "Unexpected keys" for the layers after the last feature stage (head, classifier), which a
+    feature extractor does not have; the file was checked against the whole model above, so that is expected."""
+    logger = logging.getLogger("timm.models._builder")
+    drop = lambda record: not record.getMessage().startswith("Unexpected keys")  # noqa: E731
+    logger.addFilter(drop)
+    try:
+        yield
+    finally:
+        logger.removeFilter(drop)
 
 
 def create_timm_model(name: str, **kwargs) -> nn.Module:
