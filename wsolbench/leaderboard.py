@@ -246,6 +246,8 @@ def write_leaderboards(runs_dir: Path, out_dir: Path, console=None) -> list[Path
                 "Each row: mean ± sample standard deviation (ddof=1) over seeds, in percent; one seed shows its value.",
                 f"In brackets: the 95% bootstrap interval over test images ({spans.resamples} resamples, seed "
                 f"{spans.seed}; seeds share the resampled images; `[-]`: the run kept no per-image records).",
+                "They cover the sampling of test images, not the spread between training seeds: a one-seed row is one "
+                "sample of its training (`--seeds 0 1 2` adds the ± over seeds).",
                 "vs best: `tied` where the paired interval of (row - best row) holds 0, `below` where it does not.",
                 "Threshold: the box threshold and the policy that chose it (`val`: chosen on the held-out split).",
                 f"Tidy table: `{csv_path.name}`. Regenerate: `wsolbench leaderboard --runs {runs_dir} --out {out_dir}`.",
