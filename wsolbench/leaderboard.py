@@ -251,6 +251,8 @@ def write_leaderboards(runs_dir: Path, out_dir: Path, console=None) -> list[Path
                 "vs best: `tied` where the paired interval of (row - best row) holds 0, `below` where it does not.",
                 "Threshold: the box threshold and the policy that chose it (`val`: chosen on the held-out split).",
                 f"Tidy table: `{csv_path.name}`. Regenerate: `wsolbench leaderboard --runs {runs_dir} --out {out_dir}`.",
+                f"Pictures per row (maps and boxes, threshold curves, each loss term over the steps): [{stem}.html]({stem}.html), "
+                f"written by `wsolbench report --runs {runs_dir} --out {out_dir}`; one run's: `wsolbench show RUN_DIR`.",
                 "", table.to_markdown(index=False), ""] + ([missing, ""] if missing else [])
         text += _pair_lines(group, spans, compared, run_dirs, console, f"{dataset} / {protocol}")
         if not reported.empty:
