@@ -5,9 +5,11 @@ plus uniform noise up to 0.3) and, given ``--real FILE.npz``, the maps of a trai
 RUN --save-maps``), at intervals 0.01 and 0.001, both box rules. Then the per-map cost of each stage of the
 fast path, and the numba compile time (cold cache, then cached).
 
-Every map is timed on its own, the best of ``--repeats`` calls (the reference at 0.001: one call), the
-fast and the reference calls alternating; the machine is shared, so the best is the least disturbed; a
-row is the mean over the same maps for both. Both searches must agree on the first two maps of each row.
+Every map is timed on its own, for both searches the best of ``--repeats`` calls in a row (warm caches
+for each, as in a loop over maps), the fast calls then the reference calls map by map, so both see the
+same load; the machine is shared, so the best is the least disturbed; a row is the mean over the same maps
+for both. (Timing the reference once where it is slow biased the ratios upwards on a loaded machine: one
+call of 20-400 ms is likely to be preempted, the best of five sub-millisecond ones is not.) Both searches must agree on the first two maps of each row.
 Run: ``.venv/bin/python benchmarks/bench_boxes.py [--maps N] [--real FILE.npz]``.
 """
 from __future__ import annotations
@@ -74,7 +76,7 @@ def _seconds(fn, item) -> float:
 
 
 def ratios(kinds, repeats) -> None:
-    """Fast and reference calls alternate map by map, so that both see the same load on the shared machine."""
+    """Fast and reference calls map by map, so that both see the same load on the shared machine."""
     print("| maps | interval | rule | reference ms/map | fast ms/map | ratio |\n|---|---|---|---|---|---|")
     for name, maps in kinds.items():
         for interval in (0.01, 0.001):
@@ -83,13 +85,8 @@ def ratios(kinds, repeats) -> None:
                 assert all(np.array_equal(fast(m, thresholds, multi), reference(m, thresholds, multi)) for m in maps[:2])
                 f, r = [], []
                 for m in maps:
-                    f_best = r_best = np.inf
-                    for i in range(repeats):
-                        f_best = min(f_best, _seconds(lambda x: fast(x, thresholds, multi), m))
-                        if i == 0 or interval >= 0.01:  # the reference at 0.001: one call a map
-                            r_best = min(r_best, _seconds(lambda x: reference(x, thresholds, multi), m))
-                    f.append(f_best)
-                    r.append(r_best)
+                    f.append(min(_seconds(lambda x: fast(x, thresholds, multi), m) for _ in range(repeats)))
+                    r.append(min(_seconds(lambda x: reference(x, thresholds, multi), m) for _ in range(repeats)))
                 f, r = np.mean(f) * 1e3, np.mean(r) * 1e3
                 rule = "all" if multi else "largest"
                 print(f"| {name} | {interval} | {rule} | {r:.2f} | {f:.3f} | {r / f:.1f}x |", flush=True)
@@ -97,12 +94,13 @@ def ratios(kinds, repeats) -> None:
 
 def stages(kinds, repeats) -> None:
     """Per map, interval 0.001, all regions: resize + uint8; the hole fill; the counting sort with the
-    neighbour masks; the sweeps (foreground and holes, their IoUs included); the IoUs alone, from the cost
-    of 8 ground-truth rows against 1 (the IoU work grows with the rows, nothing else does)."""
+    neighbour masks; the foreground sweep (its IoUs included); the holes (their order and sweep: the
+    rest of the total); the IoUs alone, from the cost of 8 ground-truth rows against 1 (the IoU work grows
+    with the rows, nothing else does)."""
     thresholds = np.arange(0, 1, 0.001)
     gt8 = np.repeat(GT, 8, axis=0)
-    print("\n| maps | resize + uint8 | hole fill | sort + masks | sweeps (IoU included) | of which IoU | box search total |"
-          "\n|---|---|---|---|---|---|---|")
+    print("\n| maps | resize + uint8 | hole fill | sort + masks | foreground sweep | holes | of which IoU | box search total |"
+          "\n|---|---|---|---|---|---|---|---|")
     for name, maps in kinds.items():
         u8s = [prepare(m) for m in maps]
         padded = [np.pad(u, 1).reshape(-1) for u in u8s]
@@ -110,11 +108,19 @@ def stages(kinds, repeats) -> None:
         resize = per_map_ms(prepare, maps, repeats)
         fill = per_map_ms(lambda p: _max_tree.fill_holes(p, h, w), padded, repeats)
         sort = per_map_ms(lambda p: _max_tree.by_value(p, h, w), padded, repeats)
+        sorted_ = []
+        for u, p in zip(u8s, padded):
+            coords, order_mask, begin = _max_tree.by_value(p, h, w)
+            levels = _max_tree.levels_of(u.max(), thresholds)[0]
+            sorted_.append((coords, order_mask, begin[256 - levels]))
+        sweep = per_map_ms(lambda c: _max_tree.sweep(c[0], c[1], _max_tree._NO_LAST, h, w, c[2], False, False, GT, True),
+                           sorted_, repeats)
         total = per_map_ms(lambda u: best_ious(u, thresholds, True, GT, True), u8s, repeats)
         total8 = per_map_ms(lambda u: best_ious(u, thresholds, True, gt8, True), u8s, repeats)
         iou = max(total8 - total, 0.0) / 7
-        sweeps = total - fill - sort
-        print(f"| {name} | {resize:.3f} | {fill:.3f} | {sort:.3f} | {sweeps:.3f} | {iou:.3f} | {total:.3f} |", flush=True)
+        holes = total - fill - sort - sweep
+        print(f"| {name} | {resize:.3f} | {fill:.3f} | {sort:.3f} | {sweep:.3f} | {holes:.3f} | {iou:.3f} | {total:.3f} |",
+              flush=True)
 
 
 def compile_times() -> None:

@@ -75,11 +75,13 @@ def by_value(padded, h, w):
     W = w + 2
     value = np.full((h + 2, W), -1, np.int16)  # the pad: never in
     value[1:-1, 1:-1] = padded.reshape(h + 2, W)[1:-1, 1:-1]
-    count = np.zeros(257, np.int64)
+    counts = np.zeros((4, 256), np.int64)  # four interleaved counts: equal neighbours do not wait on one counter
+    src = padded.reshape(h + 2, W)
     for y in range(1, h + 1):
-        row = value[y]
+        row = src[y]
         for x in range(1, w + 1):
-            count[row[x]] += 1
+            counts[x & 3, row[x]] += 1
+    count = counts.sum(axis=0)
     begin = np.zeros(257, np.int64)
     for v in range(255, -1, -1):
         begin[256 - v] = begin[255 - v] + count[v]
@@ -161,43 +163,45 @@ def holes_order(padded, filled, last_of, h, w):
     value first, raster order within a value, as ``by_value`` gives them (coords, order_mask), their
     masks of the hole pixels that come in before them (4-connected sides, corners for linking only), and
     ``order_last``: the last report of their hole, ``last_of[filled]``; and ``below[v]``: how many of them
-    have a value below v. Rows without a hole pixel are skipped, and the others list their hole pixels
-    without a branch each (a noisy map's hole pixels come in no pattern)."""
+    have a value below v. One raster pass lists the hole pixels without a branch each (a noisy map's come
+    in no pattern); only they are counted, and only rows holding one get masks."""
     W = w + 2
     value = np.full((h + 2, W), 256, np.int16)  # not a hole pixel: never in
     src, fill_ = padded.reshape(h + 2, W), filled.reshape(h + 2, W)
-    counts = np.zeros((4, 258), np.int64)  # four interleaved counts: no wait on the same counter
-    in_row = np.zeros(h + 2, np.int64)
+    listed = np.empty(h * w, np.uint32)  # the hole pixels' x, row by row
+    row_end = np.zeros(h + 2, np.int64)  # row y's are listed[row_end[y - 1]:row_end[y]]
+    n = 0
     for y in range(1, h + 1):
         s, f, row = src[y], fill_[y], value[y]
         for x in range(1, w + 1):
             row[x] = s[x] if f[x] > s[x] else 256
-            in_row[y] += row[x] < 256
         for x in range(1, w + 1):
-            counts[x & 3, row[x] + 1] += 1
+            listed[n] = x
+            n += f[x] > s[x]
+        row_end[y] = n
+    counts = np.zeros((4, 258), np.int64)  # four interleaved counts: no wait on the same counter
+    for y in range(1, h + 1):
+        row = value[y]
+        for i in range(row_end[y - 1], row_end[y]):
+            counts[i & 3, row[listed[i]] + 1] += 1
     below = counts.sum(axis=0)
     for v in range(257):
         below[v + 1] += below[v]
     at = below[:257].copy()
-    coords = np.empty(below[256], np.uint32)
-    order_mask = np.empty(below[256], np.uint8)
-    order_last = np.empty(below[256], np.int32)
+    coords = np.empty(n, np.uint32)
+    order_mask = np.empty(n, np.uint8)
+    order_last = np.empty(n, np.int32)
     mask = np.empty(W, np.uint8)
-    xs = np.empty(W, np.int64)
     for y in range(1, h + 1):
-        if in_row[y] == 0:
+        if row_end[y] == row_end[y - 1]:
             continue
         up, mid, down, f = value[y - 1], value[y], value[y + 1], fill_[y]
         for x in range(1, w + 1):  # vectorised, as in by_value
             v = mid[x]
             mask[x] = ((up[x - 1] <= v) | ((up[x] <= v) << 1) | ((up[x + 1] <= v) << 2) | ((mid[x - 1] <= v) << 3)
                        | ((mid[x + 1] < v) << 4) | ((down[x - 1] < v) << 5) | ((down[x] < v) << 6) | ((down[x + 1] < v) << 7))
-        n = 0
-        for x in range(1, w + 1):  # the row's hole pixels, listed without a branch
-            xs[n] = x
-            n += mid[x] < 256
-        for i in range(n):
-            x = xs[i]
+        for i in range(row_end[y - 1], row_end[y]):
+            x = listed[i]
             k = at[mid[x]]
             at[mid[x]] += 1
             coords[k] = (y - 1) << 16 | (x - 1)

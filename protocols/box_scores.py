@@ -36,13 +36,23 @@ def box_problem(box: np.ndarray, height: int, width: int) -> str | None:
     ``clip_boxes`` brings it inside.
     """
     x0, y0, x1, y1 = (float(v) for v in box)
+    shown = [int(v) if float(v).is_integer() else float(v) for v in box]
     if not np.isfinite([x0, y0, x1, y1]).all():
-        return f"box {list(box)} is not finite"
+        return f"box {shown} is not finite"
     if x0 < -1 or y0 < -1 or x1 > width or y1 > height or x1 < x0 or y1 < y0:
-        shown = [int(v) if float(v).is_integer() else float(v) for v in box]
         return (f"box {shown} is outside the {width}x{height} image or inverted "
                 f"(inclusive x0 <= x1 <= {width - 1}, y0 <= y1 <= {height - 1})")
     return None
+
+
+def bad_boxes(boxes: np.ndarray, height, width) -> np.ndarray:
+    """(..., ) bool: which boxes (..., 4) ``box_problem`` rejects, all at once; ``height`` and ``width``
+    broadcast against the boxes' leading shape."""
+    b = np.asarray(boxes, np.float64)
+    x0, y0, x1, y1 = b[..., 0], b[..., 1], b[..., 2], b[..., 3]
+    with np.errstate(invalid="ignore"):
+        return (~np.isfinite(b).all(axis=-1) | (x0 < -1) | (y0 < -1) | (x1 > width) | (y1 > height)
+                | (x1 < x0) | (y1 < y0))
 
 
 def clip_boxes(boxes: np.ndarray, height: int, width: int) -> np.ndarray:

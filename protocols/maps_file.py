@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from wsolbench.errors import WsolbenchError
-from wsolbench.protocols.box_scores import box_problem
+from wsolbench.protocols.box_scores import bad_boxes, box_problem
 
 REQUIRED = ("maps", "image_sizes", "boxes")
 OPTIONAL = ("masks", "mask_sizes", "labels", "top5", "top5_maps", "image_ids")
@@ -60,12 +60,13 @@ def check_layout(small: dict, shapes: dict, where: str) -> None:
     boxes = small["boxes"]
     if boxes.ndim != 3 or boxes.shape[0] != n or boxes.shape[2] != 4:
         fail(f"'boxes' must be {n} x B x 4 (x0 y0 x1 y1, rows of -1 as padding), got shape {boxes.shape}")
-    for i in range(n):
-        real = boxes[i][~(boxes[i] == -1).all(axis=1)]
+    real = ~(boxes == -1).all(axis=2)  # N x B: rows that are not padding
+    bad = (real & bad_boxes(boxes, sizes[:, :1], sizes[:, 1:])).any(axis=1) | ~real.any(axis=1)
+    for i in np.flatnonzero(bad)[:1]:  # the first image with a problem: its first one, in the words of box_problem
         h, w = int(sizes[i, 0]), int(sizes[i, 1])
-        if len(real) == 0:
+        if not real[i].any():
             fail(f"image {i} has no box (all rows are -1 padding)")
-        for box in real:
+        for box in boxes[i][real[i]]:
             problem = box_problem(box, h, w)
             if problem:
                 fail(f"image {i}: {problem}")

@@ -69,9 +69,18 @@ class Scorer:
             sys.stdout.flush()  # a forked worker would write out a copy of what is still buffered
             sys.stderr.flush()
             method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-            self.pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context(method),
-                                            initializer=_one_thread)
-            self.pool.submit(int)  # starts the workers now, before a data loader starts its own processes
+            import cv2
+
+            # OpenCV's thread pool does not survive a fork: a child that the parent forked while the pool
+            # was running hangs in cv2.setNumThreads (and so in _one_thread). Fork with it at one thread.
+            cv2_threads = cv2.getNumThreads()
+            cv2.setNumThreads(1)
+            try:
+                self.pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context(method),
+                                                initializer=_one_thread)
+                self.pool.submit(int)  # forks every worker now, before a data loader starts its own processes
+            finally:
+                cv2.setNumThreads(cv2_threads)
 
     def submit(self, batch) -> None:
         if self.pool is None:

@@ -215,6 +215,20 @@ def test_a_box_one_pixel_over_the_border_is_clipped():
     assert wsoleval.check_boxes(np.array([[10.5, 0, 40, 20]]), 40, 40, 0).tolist() == [[int(10.5 * 224 / 40), 0, int(39 * 224 / 40), int(20 * 224 / 40)]]
 
 
+def test_the_batch_box_check_rejects_exactly_the_boxes_box_problem_rejects():
+    from wsolbench.protocols.box_scores import bad_boxes, box_problem
+
+    rng = np.random.default_rng(0)
+    boxes = rng.integers(-3, 45, (400, 4)).astype(float)
+    boxes[rng.random((400, 4)) < 0.02] = np.nan
+    boxes[rng.random((400, 4)) < 0.02] = np.inf
+    boxes[::7, 2] = 40  # one past the border: accepted
+    sizes = rng.integers(30, 42, (400, 2))
+    want = [box_problem(b, h, w) is not None for b, (h, w) in zip(boxes, sizes)]
+    assert bad_boxes(boxes, sizes[:, 0], sizes[:, 1]).tolist() == want
+    assert 0 < sum(want) < 400
+
+
 def test_sync_sums_over_an_initialized_process_group(tmp_path):
     import torch.distributed as dist
 

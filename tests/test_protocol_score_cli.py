@@ -61,8 +61,15 @@ def bad_cases():
     nan["maps"][2, 3, 3] = np.nan
     outside = dict(a, boxes=a["boxes"].copy())
     outside["boxes"][1, 0] = [0, 0, 500, 10]
+    no_box = dict(a, boxes=a["boxes"].copy())
+    no_box["boxes"][2] = -1
+    no_box["boxes"][3, 0] = [0, 0, 500, 10]  # a later image's problem: the first image's is the one named
+    nan_box = dict(a, boxes=a["boxes"].astype(float))
+    nan_box["boxes"][1, 0, 0] = np.nan
     return {
         "wrong shape": (dict(a, maps=a["maps"][0]), "'maps' must be N x h x w"),
+        "no box": (no_box, "image 2 has no box"),
+        "nan box": (nan_box, "is not finite"),
         "nan": (nan, "'maps'[2] holds NaN"),
         "outside": (outside, "image 1: box [0, 0, 500, 10] is outside"),
         "missing": ({k: v for k, v in a.items() if k != "image_sizes"}, "missing key(s) image_sizes"),

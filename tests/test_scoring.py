@@ -236,3 +236,37 @@ def test_truncated_or_corrupt_npz_and_non_finite_map(tmp_path, run_cli):
         save(bad, **data)
         err = one_line_error(run_cli, bad, "--workers", "2")
         assert str(bad) in err and "'maps'[5] holds NaN or infinity" in err
+
+
+def test_workers_start_after_the_parent_used_opencvs_threads(tmp_path):
+    """A process that ran OpenCV's thread pool (the eval loop resizes maps) then forks workers: they must
+    not hang (a child forked while the pool runs hangs in cv2.setNumThreads)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    code = (
+        "import cv2, numpy as np\n"
+        "from wsolbench.plugins import load_builtin\n"
+        "from wsolbench.protocols.maps_file import accumulate\n"
+        "from wsolbench.registry import PROTOCOLS\n"
+        "load_builtin()\n"
+        "cv2.setNumThreads(2)\n"
+        "for _ in range(3):\n"
+        "    cv2.resize(np.random.rand(8, 8).astype(np.float32), (500, 375))  # large enough to run on the pool\n"
+        "maps = np.random.default_rng(0).random((4, 8, 8)).astype(np.float32)\n"
+        "data = {'maps': maps, 'image_sizes': np.array([[40, 50]] * 4), 'boxes': np.array([[[1, 2, 20, 30]]] * 4)}\n"
+        "acc = accumulate(PROTOCOLS.build('cub'), data, batch=2, workers=2)\n"
+        "print(int(acc.states['n_images']), cv2.getNumThreads())\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # its own process group: a hung run is ended whole
+    try:
+        out, err = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        pytest.fail("scoring on 2 workers hung after the parent used OpenCV's thread pool")
+    assert proc.returncode == 0, err
+    assert out.split() == ["4", "2"]  # all scored; the parent's OpenCV setting restored
