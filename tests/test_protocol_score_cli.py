@@ -69,7 +69,7 @@ def bad_cases():
     return {
         "wrong shape": (dict(a, maps=a["maps"][0]), "'maps' must be N x h x w"),
         "no box": (no_box, "image 2 has no box"),
-        "nan box": (nan_box, "is not finite"),
+        "nan box": (nan_box, "image 1: box [nan, "),  # bracketed text kept (not read as markup)
         "nan": (nan, "'maps'[2] holds NaN"),
         "outside": (outside, "image 1: box [0, 0, 500, 10] is outside"),
         "missing": ({k: v for k, v in a.items() if k != "image_sizes"}, "missing key(s) image_sizes"),

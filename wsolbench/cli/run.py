@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from wsolbench.cli import BoxSearchOption, app
 
@@ -124,7 +125,7 @@ def run_command(
             explain_runs([r.run_dir for r in results if r.status != "failed" and r.cfg.method not in ("center-box", "full-image")],
                          explainers, explainer_layer, console, device=device)
     except Interrupted as exc:
-        console.print(f"[yellow]{exc}[/]")
+        console.print(f"[yellow]{escape(str(exc))}[/]")
         raise typer.Exit(130)
     _print_summary(console, results)
     if main_job and is_main:

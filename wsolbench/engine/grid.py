@@ -8,6 +8,8 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
+from rich.markup import escape
+
 from wsolbench.engine import rundir as R
 from wsolbench.engine.runconfig import RunConfig
 from wsolbench.errors import WsolbenchError
@@ -77,7 +79,7 @@ def _run_cell(i, cfg, configs, console, show_progress, train, claims) -> GridRes
         claims.release(cfg, "interrupted", "Ctrl-C; checkpoint saved")
         raise
     except WsolbenchError as exc:
-        console.print(f"[red]failed:[/] {head}: {exc}", highlight=False)
+        console.print(f"[red]failed:[/] {escape(head)}: {escape(str(exc))}", highlight=False)
         claims.release(cfg, "failed", str(exc))
         return GridResult(cfg, run_dir, "failed", str(exc), time.perf_counter() - t0)
     except Exception as exc:  # noqa: BLE001 - one run's crash must not end the grid
