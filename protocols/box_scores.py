@@ -29,30 +29,27 @@ def best_iou_per_threshold(level_boxes: LevelBoxes, scored_boxes: np.ndarray, gt
     return per_level[level_boxes.level_of]
 
 
-def box_problem(box: np.ndarray, height: int, width: int) -> str | None:
-    """Why a ground-truth box (x0 y0 x1 y1, inclusive) cannot be scored in a height x width image, or None.
-
-    A coordinate up to one pixel past the border (x1 == width, as some annotations give it) is accepted;
-    ``clip_boxes`` brings it inside.
-    """
-    x0, y0, x1, y1 = (float(v) for v in box)
-    shown = [int(v) if float(v).is_integer() else float(v) for v in box]
-    if not np.isfinite([x0, y0, x1, y1]).all():
-        return f"box {shown} is not finite"
-    if x0 < -1 or y0 < -1 or x1 > width or y1 > height or x1 < x0 or y1 < y0:
-        return (f"box {shown} is outside the {width}x{height} image or inverted "
-                f"(inclusive x0 <= x1 <= {width - 1}, y0 <= y1 <= {height - 1})")
-    return None
-
-
 def bad_boxes(boxes: np.ndarray, height, width) -> np.ndarray:
-    """(..., ) bool: which boxes (..., 4) ``box_problem`` rejects, all at once; ``height`` and ``width``
-    broadcast against the boxes' leading shape."""
+    """(...,) bool: which ground-truth boxes (..., 4; x0 y0 x1 y1, inclusive) cannot be scored in a height x
+    width image: not finite, inverted, or outside it. A coordinate up to one pixel past the border (x1 ==
+    width, as some annotations give it) is accepted; ``clip_boxes`` brings it inside. ``height`` and
+    ``width`` broadcast against the boxes' leading shape."""
     b = np.asarray(boxes, np.float64)
     x0, y0, x1, y1 = b[..., 0], b[..., 1], b[..., 2], b[..., 3]
     with np.errstate(invalid="ignore"):
         return (~np.isfinite(b).all(axis=-1) | (x0 < -1) | (y0 < -1) | (x1 > width) | (y1 > height)
                 | (x1 < x0) | (y1 < y0))
+
+
+def box_problem(box: np.ndarray, height: int, width: int) -> str | None:
+    """Why one box breaks ``bad_boxes``' rule, in words, or None."""
+    if not bad_boxes(box, height, width):
+        return None
+    shown = [int(v) if float(v).is_integer() else float(v) for v in box]
+    if not np.isfinite(np.asarray(box, np.float64)).all():
+        return f"box {shown} is not finite"
+    return (f"box {shown} is outside the {width}x{height} image or inverted "
+            f"(inclusive x0 <= x1 <= {width - 1}, y0 <= y1 <= {height - 1})")
 
 
 def clip_boxes(boxes: np.ndarray, height: int, width: int) -> np.ndarray:

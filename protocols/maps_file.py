@@ -61,15 +61,13 @@ def check_layout(small: dict, shapes: dict, where: str) -> None:
     if boxes.ndim != 3 or boxes.shape[0] != n or boxes.shape[2] != 4:
         fail(f"'boxes' must be {n} x B x 4 (x0 y0 x1 y1, rows of -1 as padding), got shape {boxes.shape}")
     real = ~(boxes == -1).all(axis=2)  # N x B: rows that are not padding
-    bad = (real & bad_boxes(boxes, sizes[:, :1], sizes[:, 1:])).any(axis=1) | ~real.any(axis=1)
-    for i in np.flatnonzero(bad)[:1]:  # the first image with a problem: its first one, in the words of box_problem
-        h, w = int(sizes[i, 0]), int(sizes[i, 1])
+    bad = real & bad_boxes(boxes, sizes[:, :1], sizes[:, 1:])
+    problem = bad.any(axis=1) | ~real.any(axis=1)
+    if problem.any():  # the first image with a problem, and its first bad box in box_problem's words
+        i = int(problem.argmax())
         if not real[i].any():
             fail(f"image {i} has no box (all rows are -1 padding)")
-        for box in boxes[i][real[i]]:
-            problem = box_problem(box, h, w)
-            if problem:
-                fail(f"image {i}: {problem}")
+        fail(f"image {i}: {box_problem(boxes[i, bad[i].argmax()], int(sizes[i, 0]), int(sizes[i, 1]))}")
     if "masks" in shapes:
         mshape = shapes["masks"][0]
         if len(mshape) != 3 or mshape[0] != n:

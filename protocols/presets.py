@@ -31,7 +31,7 @@ import numpy as np
 
 from wsolbench.errors import WsolbenchError
 from wsolbench.protocols.accumulator import LocalizationAccumulator
-from wsolbench.protocols.box_scores import box_problem, clip_boxes
+from wsolbench.protocols.box_scores import bad_boxes, box_problem, clip_boxes
 from wsolbench.protocols.box_scores import best_iou_per_threshold
 from wsolbench.protocols.level_boxes import SEARCHES, best_ious
 from wsolbench.protocols.scoremaps import resize_mask, resize_original, resize_wsoleval, to_uint8
@@ -97,10 +97,9 @@ class Protocol:
         b = b[~(b == -1).all(axis=1)]  # padding rows
         if len(b) == 0:
             raise WsolbenchError(f"image {index}: no ground-truth box")
-        for box in b:
-            problem = box_problem(box, height, width)
-            if problem:
-                raise WsolbenchError(f"image {index}: {problem}")
+        bad = bad_boxes(b, height, width)
+        if bad.any():  # the first bad box, in words
+            raise WsolbenchError(f"image {index}: {box_problem(b[bad.argmax()], height, width)}")
         b = clip_boxes(b, height, width)
         if self.space == "resized":  # wsolevaluation's resize_bbox: int(x * 224 / W)
             s = self.input_size
