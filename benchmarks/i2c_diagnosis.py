@@ -31,9 +31,20 @@ def label(run: Path) -> str:
     return f"{config['method']}{pre}" + (f" ({extra})" if extra else "")
 
 
+def ratio(num: float, den: float) -> float:
+    """num / den, NaN where den is 0: a fine-tuned classifier can reach a CE (and its gradient) of exactly 0.0."""
+    return num / den if den != 0 else np.nan
+
+
 def per_cls(step: dict, term: str) -> float:
-    """A loss term over CE in one step; a fine-tuned classifier can reach a CE of exactly 0.0 (no ratio)."""
-    return step.get(term, np.nan) / step["cls"] if step["cls"] > 0 else np.nan
+    """A loss term over CE in one step."""
+    return ratio(step.get(term, np.nan), step["cls"])
+
+
+def grad_per_cls(step: dict, term: str) -> float:
+    """A term's gradient norm on F over CE's, where logged (``--set log_grads=true``)."""
+    diag = step.get("diag", {})
+    return ratio(diag.get(term, np.nan), diag.get("grad_cls", np.nan))
 
 
 def per_epoch(run: Path) -> dict[int, dict]:
@@ -50,7 +61,7 @@ def per_epoch(run: Path) -> dict[int, dict]:
         for k in ("feat_norm", "seed_norm", "center_norm", "grad_cls", "grad_sc", "grad_gc"):
             row[k] = mean(lambda r: d(r, k))
         for k in ("grad_sc", "grad_gc"):
-            row[f"{k}/grad_cls"] = mean(lambda r: d(r, k) / d(r, "grad_cls") if d(r, "grad_cls") != 0 else np.nan)
+            row[f"{k}/grad_cls"] = mean(lambda r: grad_per_cls(r, k))
         out[e] = row
     for r in _jsonl(run / "epochs.jsonl"):
         out[r["epoch"]].update(train_top1=r["train_top1_cls"], val_top1=r["val"]["top1_cls"])
@@ -109,7 +120,7 @@ def figure(runs: list[Path], path: Path) -> None:
         if np.nan_to_num(sc).any():
             axes[0].plot(x, smooth(np.nan_to_num(sc)), label=name, linewidth=1, color=color)
             axes[0].set_yscale("log")  # ratios from 0.1 (random init) to 1e5 (a fine-tuned CE near 0)
-        g = np.array([r.get("diag", {}).get("grad_sc", np.nan) / r.get("diag", {}).get("grad_cls", np.nan) for r in steps])
+        g = np.array([grad_per_cls(r, "grad_sc") for r in steps])
         if not np.isnan(g).all():
             axes[1].plot(x, smooth(np.nan_to_num(g)), label=name, linewidth=1, color=color)
         f = np.array([r.get("diag", {}).get("feat_norm", np.nan) for r in steps])
