@@ -23,13 +23,28 @@ from wsolbench.registry import METHODS
 register_method = METHODS.register
 
 
+# The papers' fine-tuning rule (a new head on a pretrained backbone): head x10, biases x2 on top of their group.
+# It belongs to the run, not to the method: the engine applies it when the backbone starts from --pretrained
+# weights (``lr_multipliers``); from random init every part is new and every parameter trains at the base rate.
+FINE_TUNE_LR_MULTS = dict(backbone_lr_mult=1.0, head_lr_mult=10.0, bias_lr_mult=2.0)
+FROM_SCRATCH_LR_MULTS = dict(backbone_lr_mult=1.0, head_lr_mult=1.0, bias_lr_mult=1.0)
+
+
+def lr_multipliers(pretrained: bool) -> dict:
+    """The learning-rate multipliers of a run: the fine-tuning rule with pretrained weights, else all x1."""
+    return dict(FINE_TUNE_LR_MULTS if pretrained else FROM_SCRATCH_LR_MULTS)
+
+
 @dataclass
 class MethodConfig:
-    """Hyper-parameters shared by every method; methods subclass this with their own fields."""
+    """Hyper-parameters shared by every method; methods subclass this with their own fields.
+
+    The multipliers default to the base rate; ``wsolbench run`` sets them by ``lr_multipliers`` unless
+    ``--set`` gives them."""
 
     backbone_lr_mult: float = 1.0
-    head_lr_mult: float = 10.0
-    bias_lr_mult: float = 2.0  # multiplies the group's rate: backbone biases x2, head biases x20
+    head_lr_mult: float = 1.0
+    bias_lr_mult: float = 1.0  # multiplies the group's rate: fine-tuning, backbone biases x2, head biases x20
 
 
 @dataclass

@@ -110,11 +110,87 @@ def test_leaderboard_compares_rows_paired_against_the_best(runs, tmp_path):
     assert verdict[configs[best]] == "best"
     span = table.difference(configs[other], configs[best], "gt_known_loc")
     assert verdict[configs[other]] == ("tied" if span[0] <= 0 <= span[1] else "below")
-    # the row's draws are the mean of its seeds' draws on the same resampled images
-    per_run = S.draws([S.load_records(run_dirs[r], "cub", p, t) for r, p, t in
-                       group[group.method == "cam"][["run_id", "policy", "threshold"]].itertuples(index=False)],
-                      ["gt_known_loc"], b=500)["gt_known_loc"]
-    assert np.allclose(table.rows[configs["cam"]]["gt_known_loc"], per_run.mean(axis=0))
+    # a row's draws: its seeds' (sorted) draws on the shared image resamples, plus the seed level of 2 seeds
+    def run_draws(method):
+        rows = group[group.method == method].sort_values("seed")
+        return S.draws([S.load_records(run_dirs[r], "cub", p, t) for r, p, t in
+                        rows[["run_id", "policy", "threshold"]].itertuples(index=False)], ["gt_known_loc"], b=500)["gt_known_loc"]
+
+    level = S.seed_level(2, 500, S.SEED_DEFAULT)
+    rows = {m: table.rows[configs[m]]["gt_known_loc"] for m in ("cam", "acol-simplified")}
+    for method, draws in rows.items():
+        assert table.seeds[configs[method]] == 2
+        assert np.array_equal(draws, S.row_values(run_draws(method), level))
+    # paired: the difference's interval is that of draws(a) - draws(b) under the shared resamples and seed draws
+    a, b = configs["cam"], configs["acol-simplified"]
+    assert table.difference(a, b, "gt_known_loc") == S.interval(rows["cam"] - rows["acol-simplified"])
+    # a one-seed row keeps the image-only interval of its run
+    one = group[(group.method != "center-box") | (group.seed == 0)]
+    _, single = I.add_intervals(one, run_dirs, ["gt_known_loc"], b=500)
+    box = one[one.method == "center-box"].iloc[0]
+    rec = S.load_records(run_dirs[box.run_id], "cub", box.policy, box.threshold)
+    assert single.seeds[box.config] == 1
+    assert single.span(box.config, "gt_known_loc") == S.interval(S.draws([rec], ["gt_known_loc"], b=500)["gt_known_loc"][0])
+    assert np.array_equal(single.rows[a]["gt_known_loc"], rows["cam"])  # other rows' draws do not move
+
+
+def _retag(src, dst, note):
+    """A copy of run folder ``src`` that is another config (a setting ``note`` added) with its own run id."""
+    shutil.copytree(src, dst)
+    for name in ("config.json", "metrics.json", "eval-wsoleval.json"):
+        data = json.loads((dst / name).read_text())
+        data["run_id"] = data["run_id"] + "-copy"
+        if name == "config.json":
+            data["note"] = note
+        (dst / name).write_text(json.dumps(data))
+
+
+def test_identical_rows_differ_by_exactly_zero(runs, tmp_path):
+    from wsolbench import intervals as I
+    from wsolbench.leaderboard import collect_runs
+
+    copy = tmp_path / "runs"
+    shutil.copytree(runs, copy)
+    for seed in (0, 1):  # cam's two seeds again, as another row with the very same per-image records
+        src = folder(copy, "cam", seed)
+        _retag(src, src.parent / ("copy-" + src.name), "copy")
+    run_dirs = {}
+    df, problems = collect_runs(copy, run_dirs)
+    assert not problems
+    group = df[df.protocol == "cub"]
+    group, table = I.add_intervals(group, run_dirs, ["gt_known_loc", "top1_cls"], b=300)
+    cam = sorted(group[group.method == "cam"].config.unique())
+    assert len(cam) == 2
+    for m in ("gt_known_loc", "top1_cls"):
+        assert np.array_equal(table.rows[cam[0]][m], table.rows[cam[1]][m])
+        assert table.difference(cam[0], cam[1], m) == (0.0, 0.0)
+
+
+def test_a_collapsed_run_is_marked_and_counted_in_its_row(runs, tmp_path, run_cli):
+    copy = tmp_path / "runs"
+    shutil.copytree(runs, copy)
+    reason = "loss not finite at epoch 1 step 2 (training stopped; weights of the last finite step)"
+    for metrics in copy.rglob("metrics.json"):  # every run healthy but cam seed 1 (older runs: no key)
+        data = json.loads(metrics.read_text())
+        data.pop("collapse", None)
+        if metrics.parent == folder(copy, "cam", 1):
+            data["collapse"] = reason
+        metrics.write_text(json.dumps(data))
+    bad = json.loads((folder(copy, "cam", 1) / "config.json").read_text())["run_id"]
+    code, out, err = run_cli("leaderboard", "--runs", copy, "--out", tmp_path / "boards")
+    assert code == 0, err
+    tidy = pd.read_csv(tmp_path / "boards" / "synthetic-cub.csv", keep_default_na=False)
+    assert (tidy.loc[tidy.run_id == bad, "collapse"] == reason).all()
+    assert (tidy.loc[tidy.run_id != bad, "collapse"] == "").all()
+    md = (tmp_path / "boards" / "synthetic-cub.md").read_text()
+    cam_row = next(line for line in md.splitlines() if line.startswith("| cam "))
+    assert "0,1! (2; 1 collapsed)" in cam_row
+    values = tidy[tidy.method == "cam"].gt_known_loc.astype(float)
+    assert len(values) == 2 and f"{values.mean():.2f} ± {values.std(ddof=1):.2f} [" in cam_row  # counted, not dropped
+    assert "Collapsed runs (kept in their rows):" in md and f"- cam/test_resnet seed 1, run {bad}: {reason}" in md
+    assert "A one-seed row: over test images only" in md
+    box_row = next(line for line in md.splitlines() if line.startswith("| center-box "))
+    assert "0,1 (2)" in box_row
 
 
 def test_diff_prints_the_paired_interval(runs, run_cli):

@@ -227,3 +227,49 @@ def test_run_on_wsolevaluation_metadata_with_data_options(tmp_path, run_cli):
 
     code, out, err = run_cli(*args, "--data-option", "colour=blue", "--out", tmp_path / "runs2")
     assert code == 1 and "colour" in out and "Traceback" not in out + err
+
+
+def test_lr_rule_base_rate_from_random_init_head_x10_when_fine_tuning(synth, tmp_path):
+    """The papers' x10 head / x2 bias rule applies to --pretrained runs only; --set overrides; config.json says."""
+    import timm
+
+    def rates(cfg):
+        run_dir = train_and_evaluate(cfg, show_progress=False)
+        config = json.loads((run_dir / R.CONFIG).read_text())
+        return {g["name"]: round(g["lr"], 6) for g in config["lr_groups"]}, config["method_config"]
+
+    scratch, method_config = rates(tiny(synth, tmp_path / "a", "acol-simplified"))
+    assert scratch == {"backbone.weight": 0.01, "backbone.bias": 0.01, "head.weight": 0.01, "head.bias": 0.01}
+    assert method_config["head_lr_mult"] == 1.0
+    weights = tmp_path / "test_resnet.pth"
+    torch.manual_seed(0)
+    torch.save(timm.create_model("test_resnet", num_classes=0).state_dict(), weights)
+    fine, method_config = rates(tiny(synth, tmp_path / "b", "acol-simplified", pretrained=str(weights)))
+    assert fine == {"backbone.weight": 0.01, "backbone.bias": 0.02, "head.weight": 0.1, "head.bias": 0.2}
+    assert (method_config["head_lr_mult"], method_config["bias_lr_mult"]) == (10.0, 2.0)
+    cfg = tiny(synth, tmp_path / "c", "acol-simplified", pretrained=str(weights))
+    cfg.method_settings["head_lr_mult"] = 3
+    assert rates(cfg)[0]["head.weight"] == 0.03  # --set wins over the rule
+
+
+def test_collapse_is_flagged_kept_and_evaluated_not_raised(synth, tmp_path):
+    """A run whose loss turns non-finite stops there, is evaluated as it stands and says so in metrics.json;
+    a run that learns is not flagged."""
+    from wsolbench.data.synthetic import generate
+
+    collapsed = train_and_evaluate(tiny(synth, tmp_path / "a", "cam", lr=1e30), show_progress=False)
+    metrics = json.loads((collapsed / R.METRICS).read_text())
+    assert metrics["collapse"].startswith("loss not finite at epoch 1 step ")
+    assert math.isfinite(metrics["gt_known_loc"]) and (collapsed / R.CHECKPOINT).exists()
+    assert json.loads((collapsed / "eval-wsoleval.json").read_text())["collapse"] == metrics["collapse"]
+    easy = generate(tmp_path / "easy", classes=4, per_class=24, test_per_class=2, size=32)
+    healthy = train_and_evaluate(tiny(easy, tmp_path / "b", "cam", lr=0.1, epochs=3), show_progress=False)
+    val = [json.loads(line)["val"]["top1_cls"] for line in (healthy / R.EPOCHS).read_text().splitlines()]
+    assert val[-1] >= 50 and json.loads((healthy / R.METRICS).read_text())["collapse"] is None
+
+
+def test_near_chance_is_below_twice_chance():
+    from wsolbench.engine.train import near_chance
+
+    assert near_chance(24.9, 8) == "val Top-1 Cls 24.9% ends near chance (12.5%)"
+    assert near_chance(25.0, 8) is None and near_chance(None, 8) is None

@@ -21,6 +21,14 @@ def grid_args(synth, runs):
             "--output-stride", "8", "--set", "head_width=16", "--out", runs, "--no-progress"]
 
 
+def seeds_cell(metrics: list[dict]) -> str:
+    """The leaderboard's seeds cell of these runs' row: ``!`` after a collapsed run's seed (metrics.json
+    ``collapse``), then n and how many collapsed."""
+    marks = sorted((m["seed"], "!" if m.get("collapse") else "") for m in metrics)
+    bad = sum(1 for _, mark in marks if mark)
+    return f"{','.join(f'{s}{mark}' for s, mark in marks)} ({len(marks)}" + (f"; {bad} collapsed)" if bad else ")")
+
+
 def test_variadic_seeds_expand():
     assert expand_variadic(["run", "--seeds", "0", "1", "2", "-m", "cam"]) == [
         "run", "--seeds", "0", "--seeds", "1", "--seeds", "2", "-m", "cam"]
@@ -59,7 +67,9 @@ def test_grid_skips_complete_runs_and_leaderboard_matches_run_folders(synth, tmp
             assert expected in md, (method, key, expected)
             assert sorted(tidy[tidy.method == method][key].round(4)) == sorted(xs.round(4))
         row = next(line for line in md.splitlines() if line.startswith(f"| {method} "))
-        assert "0,1 (2)" in row and values[0]["commit"] in row and "(val)" in row
+        assert seeds_cell(values) in row and values[0]["commit"] in row and "(val)" in row
+        collapse = tidy[tidy.method == method].collapse.fillna("")  # the CSV: the reason, or empty
+        assert sorted(collapse) == sorted(v.get("collapse") or "" for v in values)
     assert (boards / "synthetic-wsoleval.md").exists()  # the extra protocol gets its own table
 
     first = {p.name: p.read_bytes() for p in boards.iterdir()}
@@ -81,7 +91,8 @@ def test_a_run_made_under_the_old_name_acol_is_the_acol_simplified_row(synth, tm
     tidy, problems = collect_runs(tmp_path)
     assert not problems and set(tidy.method) == {"acol-simplified"} and tidy.config.nunique() == 1
     table = summary_table(tidy)
-    assert len(table) == 1 and table.iloc[0]["seeds (n)"] == "0,1 (2)"
+    metrics = [json.loads((run / "metrics.json").read_text()) for run in (old, new)]
+    assert len(table) == 1 and table.iloc[0]["seeds (n)"] == seeds_cell(metrics)
 
 
 def test_leaderboard_reports_and_skips_broken_run_folders(synth, tmp_path, run_cli):
@@ -113,3 +124,13 @@ def test_reported_numbers_are_accuracies_labelled_as_reported(tmp_path):
     # both SC+GC figures of the ablation survive, the text's one with its note
     sc_gc = rep[(rep.table == "table4") & (rep.method == "I2C-SC+GC")]
     assert sorted(sc_gc["top1_loc"].round(2)) == [round(100 - 48.45, 2), round(100 - 48.08, 2)]
+
+
+def test_board_name_goes_into_the_file_names_and_is_checked():
+    from wsolbench.errors import WsolbenchError
+    from wsolbench.leaderboard import board_stem
+
+    assert board_stem("synthetic", "cub") == "synthetic-cub"
+    assert board_stem("synthetic", "cub", "pretrained") == "synthetic-pretrained-cub"
+    with pytest.raises(WsolbenchError, match="--name '../x': letters, digits"):
+        board_stem("synthetic", "cub", "../x")

@@ -73,6 +73,34 @@ def test_local_launcher_two_at_a_time_equals_in_process_loop(synth, tmp_path, ru
     assert code == 0 and out.count("complete, skipped") == 4 and "submitted" not in out
 
 
+def test_side_by_side_cells_get_their_share_of_the_cores_and_the_in_process_numbers(synth, tmp_path, run_cli):
+    """--jobs 2: two worker processes at cores // 2 threads each; the same run folders and numbers as the
+    one-thread in-process loop (the tests run at one thread); a second launch skips every cell."""
+    from wsolbench.protocols.parallel import usable_cores
+
+    inproc, side = tmp_path / "inproc", tmp_path / "side"
+    code, out, err = run_cli(*grid_args(synth, inproc))
+    assert code == 0, out + err
+    code, out, err = run_cli(*grid_args(synth, side, "--jobs", "2"))
+    assert code == 0, out + err
+    threads = max(1, usable_cores() // 2)
+    assert f"4 cells, 2 side by side at {threads} thread(s) each" in out and out.count(": done (GT-known Loc") == 4
+    assert run_folders(side) == run_folders(inproc) and len(run_folders(side)) == 4
+    for folder in run_folders(side):
+        assert json.loads((side / folder / R.ENV).read_text())["torch_threads"] == threads
+        if threads == 1:  # the same thread count as this process: the same numbers
+            assert _metrics(side / folder) == _metrics(inproc / folder), folder
+    code, out, err = run_cli(*grid_args(synth, side, "--jobs", "2"))
+    assert code == 0 and out.count("complete, skipped") == 4
+
+
+def test_jobs_and_launcher_are_one_choice(synth, tmp_path, run_cli):
+    code, out, err = run_cli(*grid_args(synth, tmp_path, "--jobs", "2", "--launcher", "local"))
+    assert code == 2 and "--jobs and --launcher: choose one" in out + err
+    code, out, err = run_cli(*grid_args(synth, tmp_path, "--jobs", "0"))
+    assert code == 2 and "--jobs 0: must be at least 1" in out + err
+
+
 def _metrics(run_dir: Path) -> dict:
     m = json.loads((run_dir / R.METRICS).read_text())
     return {k: v for k, v in m.items() if isinstance(v, float)}
@@ -111,7 +139,7 @@ def test_killed_cell_is_reported_failed_and_resumes_on_the_next_launch(tmp_path)
 
     (result,) = launch_grid([cfg], "local", console)  # the next launch resubmits it; it resumes
     assert result.status == "done", console.file.getvalue()
-    from wsolbench.engine.launch import cell_key
+    from wsolbench.engine.claims import cell_key
 
     job_log = Path(json.loads((C.claims_dir(runs) / f"{cell_key(cfg)}.1").read_text())["log"])
     assert "resuming" in job_log.with_suffix(".out").read_text()

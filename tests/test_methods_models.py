@@ -203,7 +203,9 @@ def _seed_class_means(method, x, labels):
 def test_backprop_gc_centers_approach_the_class_means_of_the_seeds():
     """i2c-bpgc's learned centers move to a^y (not an L2 pull of the seeds toward zero)."""
     torch.manual_seed(0)
-    method = build("i2c-bpgc", dropout=0.0, seed_order="raster", loss_start_epoch=0).train()
+    from wsolbench.methods.base import FINE_TUNE_LR_MULTS
+
+    method = build("i2c-bpgc", dropout=0.0, seed_order="raster", loss_start_epoch=0, **FINE_TUNE_LR_MULTS).train()
     # a small base rate: the features (so a^y) stay nearly still; the centers' rate does not follow it
     optimizer = torch.optim.SGD(method.param_groups(1e-4, 5e-4), lr=1e-4, momentum=0.9, nesterov=True)
     x = images(3)
@@ -250,10 +252,14 @@ def test_state_dict_round_trip_keeps_bank_and_counters():
 
 
 def test_parameter_groups_multipliers():
-    groups = {g["name"]: g for g in build("acol").param_groups(0.01, 5e-4)}
+    from wsolbench.methods.base import FINE_TUNE_LR_MULTS
+
+    groups = {g["name"]: g for g in build("acol", **FINE_TUNE_LR_MULTS).param_groups(0.01, 5e-4)}
     assert {k: round(g["lr"], 6) for k, g in groups.items()} == {
         "backbone.weight": 0.01, "backbone.bias": 0.02, "head.weight": 0.1, "head.bias": 0.2
     }
+    # built without the fine-tuning rule, every group trains at the base rate
+    assert {round(g["lr"], 6) for g in build("acol").param_groups(0.01, 5e-4)} == {0.01}
 
 
 def test_i2c_needs_class_paired_batches():

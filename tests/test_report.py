@@ -100,10 +100,11 @@ def test_one_self_contained_page_per_leaderboard(runs, pages):
         # the same rows as the markdown leaderboard, in its order, plus the settings cell
         assert [r[:len(expected.columns)] for r in page.rows] == expected.astype(str).values.tolist()
         cam = next(r for r in page.rows if r[0] == "cam")
-        assert "0,1 (2)" in cam and '"method": "cam"' in cam[-1]  # seeds and the row's settings (config.json)
+        assert any(re.fullmatch(r"0!?,1!? \(2(; [12] collapsed)?\)", c) for c in cam) and '"method": "cam"' in cam[-1]  # seeds and the row's settings (config.json)
         assert re.search(r"\[\d+\.\d, \d+\.\d\]", cam[expected.columns.get_loc("GT-known Loc")])  # its 95% interval
-        # 2 rows x (overlays, threshold curves, loss terms); all inline PNGs, nothing fetched from elsewhere
-        assert len(page.images) == 6
+        # forest plots (GT-known Loc, Top-1 Cls) + 2 rows x (overlays, threshold curves, loss terms); all inline
+        # PNGs, nothing fetched from elsewhere
+        assert len(page.images) == 8 and path.read_text().count('alt="forest plot: ') == 2
         for src in page.images:
             assert src.startswith("data:image/png;base64,")
             with Image.open(BytesIO(base64.b64decode(src.split(",", 1)[1]))) as im:
@@ -176,7 +177,7 @@ def test_the_page_in_a_real_browser(pages, tmp_path):
             rows = page.locator("#leaderboard-table tbody tr")
             assert rows.count() == expected_rows == 2
             widths = page.eval_on_selector_all("img", "els => els.map(e => e.complete ? e.naturalWidth : 0)")
-            assert len(widths) == 6 and all(w > 0 for w in widths), widths
+            assert len(widths) == 8 and all(w > 0 for w in widths), widths
 
             headers = page.locator("#leaderboard-table thead th").all_inner_texts()
             column = headers.index("GT-known Loc")
@@ -227,3 +228,37 @@ def test_the_main_job_writes_the_pages_beside_the_markdown(tmp_path, run_cli):
     assert text.count('alt="overlays: ') == len(methods)  # every row, baselines included
     assert text.count('alt="loss terms: ') == len(methods) - 2  # the two baselines did not train
     assert "no loss curves: not trained" in text
+
+
+def test_the_forest_plot_draws_every_row_and_marks_collapsed_seeds(tmp_path):
+    """One line per row: the interval as a bar, the mean, a dot per seed, a collapsed seed as a red x."""
+    rows = [P.ForestRow("cam/resnet50", 52.0, (45.0, 59.0), [(0, 50.0, False), (1, 54.0, False)]),
+            P.ForestRow("i2c/resnet50", 40.0, (20.0, 61.0), [(0, 55.0, False), (1, 25.0, True)]),
+            P.ForestRow("center-box/resnet50", 30.0, None, [(0, 30.0, False)])]
+    fig = P.forest_figure(rows, "GT-known Loc", "synthetic / cub")
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == [r.label for r in rows]
+    bars = [p for p in ax.patches]
+    assert [(b.get_x(), b.get_x() + b.get_width()) for b in bars] == [(45.0, 59.0), (20.0, 61.0)]  # no records: no bar
+    crosses = [line for line in ax.get_lines() if line.get_marker() == "x" and len(line.get_xdata())]
+    assert [(line.get_xdata()[0], line.get_color()) for line in crosses] == [(25.0, "red")]
+    dots = [line.get_xdata()[0] for line in ax.get_lines() if line.get_marker() == "o" and len(line.get_xdata())]
+    assert sorted(dots) == [30.0, 50.0, 54.0, 55.0]
+    with Image.open(BytesIO(P.png_bytes(fig))) as im:
+        assert im.format == "PNG" and im.size[1] > 100
+    with pytest.raises(Exception, match="no row to draw"):
+        P.forest_figure([], "GT-known Loc", "empty")
+
+
+def test_the_page_lists_collapsed_runs(runs, tmp_path):
+    copy = tmp_path / "runs"
+    shutil.copytree(runs, copy)
+    (acol,) = [p.parent for p in copy.rglob("metrics.json") if p.parent.name.startswith("acol")]
+    data = json.loads((acol / "metrics.json").read_text())
+    data["collapse"] = "val Top-1 Cls 14.1% ends near chance (25.0%)"
+    (acol / "metrics.json").write_text(json.dumps(data))
+    (path,) = [p for p in write_reports(copy, tmp_path / "boards", pictures=False) if p.name == "synthetic-cub.html"]
+    text = path.read_text()
+    assert f"seed 0, run {data['run_id']}: val Top-1 Cls 14.1% ends near chance (25.0%)</li>" in text
+    row = next(r for r in parse(path).rows if r[0] == "acol-simplified")
+    assert any(re.fullmatch(r"0! \(1; 1 collapsed\)", c) for c in row)

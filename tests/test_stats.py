@@ -1,6 +1,9 @@
 """The bootstrap over test images (wsolbench.stats) and the per-image rows it reads (protocols/accumulator.py).
 
 - every metric recomputed on the full sample from the per-image file equals the reported one, under each policy;
+- a row of several seeds on one test set: its interval (seeds and images) covers the population mean at least at
+  the nominal rate where the image-only one under-covers; rows of k seeds share the seed draws by seed index
+  (identical rows differ by exactly 0) and a one-seed row is its run's image-only interval;
 - intervals of a Bernoulli set cover its rate at close to 95%; paired intervals are narrower than unpaired ones
   on positively correlated methods; a fixed seed gives the same interval;
 - test-optimal re-takes its max on every resample (checked against resampling images one by one), a fixed
@@ -83,6 +86,59 @@ def test_bernoulli_interval_covers_the_rate_at_close_to_95_percent():
         low, high = S.interval(S.draws([rec], b=400, seed=r)["gt_known_loc"][0])
         covered += low <= 100 * rate <= high
     assert 0.91 <= covered / reps <= 0.98, covered / reps
+
+
+def seeds_on_one_test_set(rng, k, n, mu, sd, shared=0.9):
+    """k seeds scored on the same n test images: seed s's true rate p_s ~ mu + sd * N(0, 1) and image i is right
+    when u < p_s, with u the image's own difficulty (shared by the seeds) for a fraction ``shared`` of the
+    (seed, image) cells and a fresh uniform otherwise. Every cell is right with probability p_s, so the
+    population mean over seeds and images is mu."""
+    p = mu + sd * rng.standard_normal(k)
+    difficulty = rng.random(n)
+    u = np.where(rng.random((k, n)) < shared, difficulty, rng.random((k, n)))
+    return [synthetic((u[s] < p[s])[:, None], f"seed{s}", chosen=(0,)) for s in range(k)]
+
+
+@pytest.mark.parametrize("k", [3, 5])
+def test_the_seed_and_image_interval_covers_the_population_mean(k):
+    """Large spread between seeds (sd 5 points against an image-only half-width near 4): the row's interval
+    (seeds and images) covers the population mean at least at the nominal rate, the image-only interval of the
+    seeds' mean far less; a bootstrap that resamples the k seeds with replacement (percentile) under-covers."""
+    mu, sd, n, b, reps = 0.6, 0.05, 400, 400, 250
+    rng = np.random.default_rng(21)
+    covered = {"row": 0, "images only": 0, "seeds resampled": 0}
+    for r in range(reps):
+        d = S.draws(seeds_on_one_test_set(rng, k, n, mu, sd), b=b, seed=r)["gt_known_loc"]
+        weights = np.random.default_rng(r).multinomial(k, np.full(k, 1 / k), size=b).T / k
+        for name, values in (("row", S.row_values(d, S.seed_level(k, b, r))), ("images only", d.mean(axis=0)),
+                             ("seeds resampled", (weights * d).sum(axis=0))):
+            low, high = S.interval(values)
+            covered[name] += low <= 100 * mu <= high
+    rate = {name: c / reps for name, c in covered.items()}
+    # binomial sd of a 95% rate over 250 repetitions: 1.4 points; the t level is mildly conservative at k = 3
+    assert 0.92 <= rate["row"] <= (1.0 if k == 3 else 0.99), rate
+    assert rate["images only"] <= 0.88, rate
+    assert rate["seeds resampled"] < rate["row"], rate
+
+
+def test_the_seed_level_is_paired_by_seed_index_and_one_seed_is_its_run():
+    rng = np.random.default_rng(4)
+    runs = seeds_on_one_test_set(rng, 3, 120, 0.5, 0.05)
+    other = seeds_on_one_test_set(rng, 3, 120, 0.4, 0.05)
+    d = S.rows_draws([runs, list(runs), other, runs[:1]], ["gt_known_loc", "top1_cls"], b=300, seed=5)
+    per_run = S.draws([*runs, *other], ["gt_known_loc"], b=300, seed=5)["gt_known_loc"]
+    level = S.seed_level(3, 300, 5)
+    assert np.array_equal(d["gt_known_loc"][0], S.row_values(per_run[:3], level))
+    assert np.array_equal(d["gt_known_loc"][2], S.row_values(per_run[3:], level))  # the same seed draws
+    assert np.array_equal(d["gt_known_loc"][0] - d["gt_known_loc"][1], np.zeros(300))  # identical rows: exactly 0
+    assert S.interval(d["top1_cls"][0] - d["top1_cls"][1]) == (0.0, 0.0)
+    assert np.array_equal(d["gt_known_loc"][3], per_run[0])  # one seed: its run's image-only draws
+    diff = S.paired_difference(runs, other, b=300, seed=5)
+    assert (diff.low, diff.high) == S.interval(d["gt_known_loc"][0] - d["gt_known_loc"][2])
+    # other seed counts: independent seed draws; the seed level needs two seeds
+    assert not np.array_equal(S.seed_level(2, 300, 5)[0][:, :2], level[0][:, :2])
+    with pytest.raises(WsolbenchError, match="2 or more seeds"):
+        S.seed_level(1, 10, 0)
 
 
 def test_paired_intervals_are_narrower_than_unpaired_on_correlated_methods():

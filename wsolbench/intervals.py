@@ -1,9 +1,12 @@
 """The leaderboard's intervals and paired comparisons, from the runs' per-image files (``wsolbench.stats``).
 
 For one dataset x protocol table: every run whose ``per-image-PROTOCOL.npz`` reproduces its reported GT-known
-Loc gets bootstrap draws; runs on the same test images share the resampled indices (one ``stats.draws`` call),
-so a row (the seeds of one config: the mean of their draws) can be compared paired with any other row.
-A run without the file (an older run) keeps its value and gets no interval.
+Loc gets bootstrap draws; runs on the same test images share the resampled indices (one ``stats.draws`` call).
+A row (the seeds of one config, sorted by seed) gets ``stats.row_values`` of its seeds' draws: one seed, that
+run's image-only draws; k seeds, their mean plus the seed level, whose random numbers every row of k seeds
+shares seed index by seed index (``stats.seed_level``). So the difference of two rows is paired at both levels
+(the same image resamples; the same seed draws when their seed counts agree, independent ones when not).
+A run without the file (an older run) keeps its value and gets no interval; nor does its row.
 """
 from __future__ import annotations
 
@@ -26,8 +29,9 @@ class TableIntervals:
     measures: list[str]
     resamples: int
     seed: int
-    rows: dict = field(default_factory=dict)  # config -> {measure: (B,) draws of the row's statistic}
+    rows: dict = field(default_factory=dict)  # config -> {measure: (B,) draws of the row's mean over seeds}
     images: dict = field(default_factory=dict)  # config -> key of its test images (rows compare within one key)
+    seeds: dict = field(default_factory=dict)  # config -> number of seeds behind its draws (1: test images only)
 
     def span(self, config: str, measure: str) -> tuple[float, float] | None:
         d = self.rows.get(config, {}).get(measure)
@@ -36,7 +40,7 @@ class TableIntervals:
         return S.interval(d)
 
     def difference(self, a: str, b: str, measure: str) -> tuple[float, float] | None:
-        """95% interval of row a - row b on the same resampled images (None when not comparable)."""
+        """95% interval of row a - row b on the same resampled images and seed draws (None when not comparable)."""
         if a not in self.rows or b not in self.rows or self.images[a] != self.images[b]:
             return None
         da, db = self.rows[a].get(measure), self.rows[b].get(measure)
@@ -74,11 +78,17 @@ def add_intervals(group: pd.DataFrame, run_dirs: dict, measures: list[str], b: i
             for m in measures:
                 group.loc[i, f"{m}_low"], group.loc[i, f"{m}_high"] = S.interval(d[m][r])
     table = TableIntervals(measures, b, seed)
+    levels: dict[int, tuple] = {}  # seed count -> the seed level's draws, shared by every row of that count
     for config, rows in group.groupby("config", sort=True):
         keys = {run_images.get(i) for i in rows.index}
         if len(keys) == 1 and None not in keys:  # every seed has records, on the same images
-            table.rows[config] = {m: np.mean([run_draws[i][m] for i in rows.index], axis=0) for m in measures}
-            table.images[config] = keys.pop()
+            order = rows.sort_values(["seed", "run_id"], kind="stable").index  # the sorted seed list
+            k = len(order)
+            if k > 1 and k not in levels:
+                levels[k] = S.seed_level(k, b, seed)
+            table.rows[config] = {m: S.row_values(np.stack([run_draws[i][m] for i in order]), levels.get(k))
+                                  for m in measures}
+            table.images[config], table.seeds[config] = keys.pop(), k
     return group, table
 
 

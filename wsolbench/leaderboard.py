@@ -3,11 +3,14 @@
 Only measured runs enter the measured rows; the paper's reported numbers (``reference/paper_tables.csv``,
 error rates converted to accuracy = 100 - error) appear in separate rows labelled ``reported``.
 A corrupt or unfinished run folder is reported and left out; regenerating gives identical files.
+A collapsed run (``metrics.json`` ``collapse``: why) stays in its row, counted in its seeds and mean, and is
+marked: ``!`` after its seed, and a line under the table.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from importlib import resources
 from pathlib import Path
 
@@ -15,6 +18,8 @@ import pandas as pd
 
 from wsolbench.engine import rundir as R
 from wsolbench.engine.atomic import write_text
+from wsolbench.engine.runconfig import NOT_IDENTITY
+from wsolbench.errors import WsolbenchError
 from wsolbench.engine.sweep import leaderboard_rows
 
 MEASURES = [("top1_loc", "Top-1 Loc"), ("top5_loc", "Top-5 Loc"), ("gt_known_loc", "GT-known Loc"),
@@ -24,6 +29,7 @@ REPORTED_METRICS = {"top1_loc_err": "top1_loc", "top5_loc_err": "top5_loc", "gt_
 INTERVAL_MEASURES = [*[m for m, _ in MEASURES], "maxboxacc", "top5_cls", "pxap"]  # pxap: where the runs had masks
 TIDY_COLUMNS = ["dataset", "protocol", "method", "backbone", "config", "seed", "policy", "threshold", "box_rule",
                 "epochs", *[m for m, _ in MEASURES], "maxboxacc", "top5_cls", "pxap", "commit", "run_id",
+                "collapse",  # why training collapsed; empty for a healthy run
                 *[f"{m}_{side}" for m in INTERVAL_MEASURES for side in ("low", "high")]]  # 95% bootstrap interval
 
 
@@ -65,7 +71,8 @@ def collect_runs(runs_dir: Path, run_dirs: dict | None = None) -> tuple[pd.DataF
         config = {**config, "method": canonical_method(config["method"])}  # an old run under an alias: one row
         if run_dirs is not None:
             run_dirs[run_id] = run_dir
-        identity = {k: v for k, v in config.items() if k not in ("seed", "run_id", "out", "num_workers")}
+        # what does not change a run's numbers (the scoring workers, ...) does not split a row either
+        identity = {k: v for k, v in config.items() if k not in ("seed", "run_id", *NOT_IDENTITY)}
         config_id = hashlib.sha1(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:8]
         all_metrics = [primary]
         for extra in sorted(run_dir.glob("eval-*.json")):
@@ -82,6 +89,7 @@ def collect_runs(runs_dir: Path, run_dirs: dict | None = None) -> tuple[pd.DataF
                 "threshold": metrics.get("threshold"), "box_rule": metrics.get("box_rule"),
                 "epochs": config.get("epochs"), "commit": metrics.get("commit"), "run_id": run_id,
                 "config": config_id,  # runs that differ only in seed share it, and are averaged together
+                "collapse": _collapse(primary),  # a property of the training: the same on every protocol's row
             }
             for key in [m for m, _ in MEASURES] + ["maxboxacc", "top5_cls", "pxap"]:
                 row[key] = metrics.get(key)
@@ -89,6 +97,17 @@ def collect_runs(runs_dir: Path, run_dirs: dict | None = None) -> tuple[pd.DataF
     df = pd.DataFrame(rows, columns=TIDY_COLUMNS)
     return df.sort_values(["dataset", "protocol", "method", "backbone", "config", "seed"], kind="stable",
                           ignore_index=True), problems
+
+
+def _collapse(metrics: dict) -> str:
+    """The run's collapse reason, or "" (healthy; older runs have no key)."""
+    value = metrics.get("collapse")
+    return "" if value is None else " ".join(str(value).split())  # one line in the table and the CSV
+
+
+def is_collapsed(value) -> bool:
+    """A tidy row's ``collapse`` cell names a reason (the CSV reads an empty cell back as NaN)."""
+    return isinstance(value, str) and bool(value.strip())
 
 
 def canonical_method(name: str) -> str:
@@ -131,7 +150,8 @@ def _threshold(group: pd.DataFrame) -> str:
 
 
 def _span(value: str, span) -> str:
-    """``61.25 [54.0, 68.5]``; ``[-]`` when the row has a value but no per-image records."""
+    """``52.31 ± 3.10 [45.2, 58.9]`` (one seed: ``61.25 [54.0, 68.5]``); ``[-]`` when the row has a value but no
+    per-image records."""
     if value == "-":
         return value
     return f"{value} [-]" if span is None else f"{value} [{span[0]:.1f}, {span[1]:.1f}]"
@@ -139,8 +159,9 @@ def _span(value: str, span) -> str:
 
 def summary_table(df: pd.DataFrame, table=None, verdicts: dict | None = None) -> pd.DataFrame:
     """One row per method x backbone x config: mean ± sample std (ddof=1) over seeds, with the row's 95%
-    bootstrap interval when ``table`` (``wsolbench.intervals.TableIntervals``) has it; ``verdicts``: extra
-    columns, {column: {config: text}}."""
+    interval when ``table`` (``wsolbench.intervals.TableIntervals``) has it (over seeds and test images; one
+    seed: test images only); ``verdicts``: extra columns, {column: {config: text}}. Seeds: ``0,1!,2 (3; 1
+    collapsed)``, ``!`` marking a collapsed run."""
     rows = []
     with_pxap = "pxap" in df and df["pxap"].notna().any()
     for (method, backbone, config), group in df.groupby(["method", "backbone", "config"], sort=True):
@@ -152,12 +173,29 @@ def summary_table(df: pd.DataFrame, table=None, verdicts: dict | None = None) ->
         for column, by_config in (verdicts or {}).items():
             row[column] = by_config.get(config, "-")
         row["threshold (policy)"] = _threshold(group)
-        row["seeds (n)"] = f"{','.join(str(s) for s in sorted(group['seed']))} ({len(group)})"
+        row["seeds (n)"] = _seeds(group)
         row["epochs"] = ",".join(str(e) for e in sorted(set(group["epochs"])))
         row["commit"] = ", ".join(sorted(set(group["commit"].astype(str))))
         row["config"] = config
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _seeds(group: pd.DataFrame) -> str:
+    """``0,1!,2 (3; 1 collapsed)``: the row's seeds, ``!`` after a collapsed run's, and n."""
+    collapse = group["collapse"] if "collapse" in group else pd.Series("", index=group.index)
+    marks = sorted((int(s), "!" if is_collapsed(c) else "") for s, c in zip(group["seed"], collapse))
+    n_bad = sum(1 for _, m in marks if m)
+    return f"{','.join(f'{s}{m}' for s, m in marks)} ({len(group)}" + (f"; {n_bad} collapsed)" if n_bad else ")")
+
+
+def collapsed_runs(group: pd.DataFrame) -> list[tuple[str, str]]:
+    """(``method/backbone seed N, run RUN_ID``, reason) of each collapsed run in the rows, in table order."""
+    if "collapse" not in group:
+        return []
+    bad = group[group["collapse"].map(is_collapsed)].drop_duplicates("run_id")
+    bad = bad.sort_values(["method", "backbone", "config", "seed", "run_id"], kind="stable")
+    return [(f"{r.method}/{r.backbone} seed {r.seed}, run {r.run_id}", r.collapse) for r in bad.itertuples()]
 
 
 def _reported_rows(reported: pd.DataFrame, dataset: str) -> pd.DataFrame:
@@ -195,7 +233,8 @@ def _pair_lines(group: pd.DataFrame, spans, compared: list[str], run_dirs: dict,
         if not yes and not no:
             continue
         name = I.COMPARED[measure]
-        text += [f"## Paired differences among trained rows: {name} (row - row, 95% interval, same test images)", ""]
+        text += [f"## Paired differences among trained rows: {name} (row - row, 95% interval, same test images "
+                 "and seed draws)", ""]
         for heading, lines in (("Significant at 95%", yes), ("Not distinguishable", no)):
             text += [f"{heading}: none", ""] if not lines else [f"{heading}:", "", *[f"- {line}" for line in lines], ""]
         if console is not None:
@@ -222,13 +261,25 @@ def collect_leaderboard_runs(runs_dir: Path) -> tuple[pd.DataFrame, list[str], d
     return leaderboard_rows(df, runs_dir), problems, run_dirs  # sweeps: engine/sweep.py
 
 
-def write_leaderboards(runs_dir: Path, out_dir: Path, console=None) -> list[Path]:
-    """Regenerate ``out_dir`` from ``runs_dir``; returns the files written."""
+def board_stem(dataset: str, protocol: str, name: str | None = None) -> str:
+    """``synthetic-cub``, or with a board name ``synthetic-pretrained-cub`` (boards of other run folders beside it)."""
+    if name is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
+        raise WsolbenchError(f"--name {name!r}: letters, digits, '-', '_' and '.' only (it goes into file names)")
+    return f"{dataset}-{name}-{protocol}" if name else f"{dataset}-{protocol}"
+
+
+def _name_option(name: str | None) -> str:
+    return f" --name {name}" if name else ""
+
+
+def write_leaderboards(runs_dir: Path, out_dir: Path, console=None, name: str | None = None) -> list[Path]:
+    """Regenerate ``out_dir``'s boards of ``runs_dir`` (``name``: their file names, see ``board_stem``);
+    returns the files written."""
     from wsolbench import intervals as I
 
     runs_dir, out_dir = Path(runs_dir), Path(out_dir)
     df, problems, run_dirs = collect_leaderboard_runs(runs_dir)
-    from wsolbench.engine.launch import missing_note
+    from wsolbench.engine.claims import missing_note
 
     missing = missing_note(runs_dir)  # planned grid cells not complete yet
     for line in problems + ([missing] if missing else []):
@@ -237,23 +288,31 @@ def write_leaderboards(runs_dir: Path, out_dir: Path, console=None) -> list[Path
     paper = reported_table()  # read once
     written = []
     for (dataset, protocol), group in df.groupby(["dataset", "protocol"], sort=True):
-        stem = f"{dataset}-{protocol}"
+        stem = board_stem(dataset, protocol, name)
         csv_path, md_path = out_dir / f"{stem}.csv", out_dir / f"{stem}.md"
         group, spans, compared, table = leaderboard_table(group, run_dirs)
         write_text(csv_path, group.to_csv(index=False, float_format="%.4f", lineterminator="\n"))
         reported = _reported_rows(paper, dataset)
         text = [f"# {dataset}: measured runs under the `{protocol}` protocol", "",
-                "Each row: mean ± sample standard deviation (ddof=1) over seeds, in percent; one seed shows its value.",
-                f"In brackets: the 95% bootstrap interval over test images ({spans.resamples} resamples, seed "
-                f"{spans.seed}; seeds share the resampled images; `[-]`: the run kept no per-image records).",
-                "They cover the sampling of test images, not the spread between training seeds: a one-seed row is one "
-                "sample of its training (`--seeds 0 1 2` adds the ± over seeds).",
+                "Each row: mean ± sample standard deviation (ddof=1) over seeds, in percent; one seed shows its value; "
+                "n (the number of seeds) closes the seeds column.",
+                f"In brackets: the 95% interval of the row's mean ({spans.resamples} resamples, seed {spans.seed}; "
+                "`[-]`: a run kept no per-image records). A row of 2 or more seeds: over training seeds AND test "
+                "images (the seeds' mean on resampled test images plus a Student-t draw of the seed spread with "
+                "n - 1 degrees of freedom; two seeds give wide intervals by design). A one-seed row: over test "
+                "images only; it says nothing of another training seed (`--seeds 0 1 2` adds the seed level).",
+                "Seeds: `!` marks a collapsed run, kept in its row (counted in n and the mean) and listed under the table.",
                 "vs best: `tied` where the paired interval of (row - best row) holds 0, `below` where it does not.",
                 "Threshold: the box threshold and the policy that chose it (`val`: chosen on the held-out split).",
-                f"Tidy table: `{csv_path.name}`. Regenerate: `wsolbench leaderboard --runs {runs_dir} --out {out_dir}`.",
+                f"Tidy table: `{csv_path.name}`. Regenerate: `wsolbench leaderboard --runs {runs_dir} --out {out_dir}"
+                f"{_name_option(name)}`.",
                 f"Pictures per row (maps and boxes, threshold curves, each loss term over the steps): [{stem}.html]({stem}.html), "
-                f"written by `wsolbench report --runs {runs_dir} --out {out_dir}`; one run's: `wsolbench show RUN_DIR`.",
+                f"written by `wsolbench report --runs {runs_dir} --out {out_dir}{_name_option(name)}`; one run's: "
+                "`wsolbench show RUN_DIR`.",
                 "", table.to_markdown(index=False), ""] + ([missing, ""] if missing else [])
+        bad = collapsed_runs(group)
+        if bad:
+            text += ["Collapsed runs (kept in their rows):", "", *[f"- {who}: {why}" for who, why in bad], ""]
         text += _pair_lines(group, spans, compared, run_dirs, console, f"{dataset} / {protocol}")
         if not reported.empty:
             text += ["## Reported in the I2C paper (not measured here)", "",

@@ -403,3 +403,45 @@ def png_bytes(fig, dpi: int = DPI) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi)
     return buf.getvalue()
+
+
+# --- the leaderboard's forest plot -------------------------------------------------------------------------
+
+@dataclass
+class ForestRow:
+    """One leaderboard row: its mean over seeds, its 95% interval (None: no per-image records) and each seed's
+    own value, with whether that run collapsed."""
+    label: str
+    mean: float
+    span: tuple[float, float] | None
+    seeds: list[tuple[int, float, bool]]  # (seed, value, collapsed)
+
+
+def forest_figure(rows: list[ForestRow], measure: str, title: str):
+    """One line per row, top to bottom: the 95% interval as a bar, the mean as a black tick, and each seed's value
+    as a dot just below it (a collapsed run as a red x)."""
+    if not rows:
+        raise WsolbenchError(f"{title}: no row to draw")
+    fig = _figure(CURVES_INCHES[0] + 1.6, 0.9 + 0.42 * len(rows))
+    ax = fig.subplots()
+    for y, row in enumerate(rows):
+        if row.span is not None:
+            ax.barh(y, row.span[1] - row.span[0], left=row.span[0], height=0.32, color="tab:blue", alpha=0.35,
+                    edgecolor="tab:blue", label="95% interval" if y == 0 else None)
+        if np.isfinite(row.mean):
+            ax.plot([row.mean, row.mean], [y - 0.2, y + 0.2], color="black", linewidth=2,
+                    label="mean over seeds" if y == 0 else None)
+        for seed, value, collapsed in row.seeds:
+            if np.isfinite(value):
+                ax.plot(value, y + 0.3, "x" if collapsed else "o", color="red" if collapsed else "dimgray",
+                        markersize=6 if collapsed else 4, linestyle="none")
+    ax.plot([], [], "o", color="dimgray", markersize=4, linestyle="none", label="a seed")  # legend entries only
+    if any(c for row in rows for _, _, c in row.seeds):
+        ax.plot([], [], "x", color="red", markersize=6, linestyle="none", label="a collapsed seed")
+    ax.set_yticks(range(len(rows)), [r.label for r in rows], fontsize=8)
+    ax.set_ylim(len(rows) - 0.4, -0.6)  # the first row on top
+    ax.set_xlabel(f"{measure} (%)")
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: never over a row
+    ax.set_title(title, fontsize=9)
+    return fig

@@ -6,7 +6,9 @@ Each page holds the leaderboard (``leaderboard.summary_table``: the same rows as
 browser, with every row's commit and settings), then per row (method x backbone x config, its lowest seed):
 overlays of the map, predicted box and ground truth on the SAME test images for every row (the images all
 rows localize best and worst, by mean IoU over the rows), GT-known Loc against the threshold with the chosen
-threshold marked, and the training loss terms from steps.jsonl. Figures are matplotlib PNGs inlined as base64
+threshold marked, and the training loss terms from steps.jsonl. Above them, a forest plot per measure (GT-known Loc,
+and Top-1 Cls where reported): every row's mean and 95% interval, each seed's value beside it (a collapsed run as a
+red x), and the list of collapsed runs. Figures are matplotlib PNGs inlined as base64
 (``data:`` URIs), CSS and the sorting script are inline: the page needs no network and no other file.
 """
 from __future__ import annotations
@@ -25,10 +27,12 @@ from wsolbench import pictures as P
 from wsolbench.engine import rundir as R
 from wsolbench.engine.atomic import write_text
 from wsolbench.errors import WsolbenchError
-from wsolbench.leaderboard import MEASURES, _reported_rows, collect_leaderboard_runs, leaderboard_table, reported_table
+from wsolbench.leaderboard import (MEASURES, _label, _reported_rows, board_stem, collapsed_runs, collect_leaderboard_runs,
+                                   is_collapsed, leaderboard_table, reported_table)
 
 REPORT_DPI = 72  # figures are shown scaled to the page; 72 dpi keeps a page of ~10 rows near 1 MB
 SETTING_SKIP = ("run_id", "out", "num_workers", "seed", "device", "data_root")  # not settings of the row
+FOREST_MEASURES = ("gt_known_loc", "top1_cls")  # the forest plots, each where some run reports it
 
 
 @dataclass
@@ -168,6 +172,23 @@ def _relative(path: Path, start: Path) -> str:
     return Path(os.path.relpath(path.resolve(), start.resolve())).as_posix()
 
 
+def _forests(group: pd.DataFrame, spans, title: str) -> list[tuple[str, str]]:
+    """(measure name, data: URI) of each forest plot: one line per leaderboard row, in the table's order."""
+    names, labels, out = dict(MEASURES), _label(group), []
+    for measure in FOREST_MEASURES:
+        if measure not in group or group[measure].isna().all():
+            continue
+        rows = []
+        for (_, _, config), members in group.groupby(["method", "backbone", "config"], sort=True):
+            values = members[measure].astype(float)
+            seeds = [(int(r.seed), float(v), is_collapsed(getattr(r, "collapse", ""))) for r, v in zip(members.itertuples(), values)]
+            rows.append(P.ForestRow(labels[config], float(values.mean()), spans.span(config, measure), sorted(seeds)))
+        fig = P.forest_figure(rows, names[measure], f"{title}: {names[measure]}, mean and 95% interval per row; "
+                                                    "dots: the seeds")
+        out.append((names[measure], _data_uri(fig)))
+    return out
+
+
 def _render(**context) -> str:
     import jinja2
 
@@ -182,8 +203,10 @@ def _table(df: pd.DataFrame) -> dict:
 
 
 def write_reports(runs_dir: Path, out_dir: Path, console=None, *, pictures: bool = True, device: str = "cpu",
-                  pool: int = 24, n_best: int = 3, n_worst: int = 3, seed: int = 0, warn: bool = True) -> list[Path]:
-    """Write ``out_dir/DATASET-PROTOCOL.html`` for every leaderboard of ``runs_dir``; returns the pages.
+                  pool: int = 24, n_best: int = 3, n_worst: int = 3, seed: int = 0, warn: bool = True,
+                  name: str | None = None) -> list[Path]:
+    """Write ``out_dir/DATASET-PROTOCOL.html`` (``DATASET-NAME-PROTOCOL.html`` with a board name) for every
+    leaderboard of ``runs_dir``; returns the pages.
 
     ``pool`` test images are drawn (seeded) per dataset; the ``n_best`` and ``n_worst`` of them by mean IoU over
     the rows are drawn for every row. ``pictures=False`` leaves out the overlays (no model is loaded).
@@ -200,7 +223,7 @@ def write_reports(runs_dir: Path, out_dir: Path, console=None, *, pictures: bool
     written = []
     for (dataset, protocol), group in df.groupby(["dataset", "protocol"], sort=True):
         t0 = time.perf_counter()
-        group, _, _, table = leaderboard_table(group, run_dirs)  # the markdown's cells: value [95% interval]
+        group, spans, _, table = leaderboard_table(group, run_dirs)  # the markdown's cells: value [95% interval]
         rows, thresholds, settings = [], [], []
         for (_, _, config), members in group.groupby(["method", "backbone", "config"], sort=True):
             first = members.sort_values("seed", kind="stable").iloc[0]  # the row's pictures: its lowest seed
@@ -214,10 +237,11 @@ def write_reports(runs_dir: Path, out_dir: Path, console=None, *, pictures: bool
         reported = _reported_rows(paper, dataset)
         page = _render(dataset=dataset, protocol=protocol, table=_table(table), settings=settings,
                        reported=_table(reported) if not reported.empty else None, rows=rows,
+                       forests=_forests(group, spans, f"{dataset} / {protocol}"), collapsed=collapsed_runs(group),
                        policies=sorted(set(group["policy"].dropna().astype(str))),
-                       regenerate=f"wsolbench report --runs {runs_dir} --out {out_dir}",
-                       problems=problems, markdown=f"{dataset}-{protocol}.md")
-        path = out_dir / f"{dataset}-{protocol}.html"
+                       regenerate=f"wsolbench report --runs {runs_dir} --out {out_dir}" + (f" --name {name}" if name else ""),
+                       problems=problems, markdown=f"{board_stem(dataset, protocol, name)}.md")
+        path = out_dir / f"{board_stem(dataset, protocol, name)}.html"
         write_text(path, page)
         written.append(path)
         if console is not None:

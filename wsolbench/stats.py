@@ -11,8 +11,14 @@ Rules:
   threshold; a val-chosen or fixed threshold stays fixed (val is not resampled); MaxBoxAccV2 is the mean of
   the IoU levels' accuracies, each at its own threshold;
 - several runs (the seeds of a leaderboard row, or two rows being compared) share the resampled image
-  indices, so they must hold the same test images; a row's statistic per resample is the mean of its seeds'
-  metrics (the seeds' images are pooled per resample, and seed-to-seed spread is the row's std, not this);
+  indices, so they must hold the same test images (the seeds of a row are scored on one test set: seeds and
+  images are crossed, so one image resample serves every seed);
+- a row of k >= 2 seeds adds the seed level (``seed_level`` / ``row_values``): per resample, its seeds' mean
+  on the resampled images plus a Student-t draw of the seeds' mean around it, scaled by the seeds' spread on
+  those images (a Gaussian multiplier bootstrap over seeds, rescaled to t with k - 1 degrees of freedom: the
+  classical small-sample interval, where resampling 3 seeds with replacement has 10 distinct outcomes and
+  covers ~75%). The seed draws depend on (seed, k) only: rows of k seeds share them seed index by seed
+  index (paired by seed), rows of different seed counts get independent ones; a 1-seed row is its run's draws;
 - interval: the 2.5th and 97.5th percentiles of B resamples (numpy's linear interpolation); a paired
   difference A - B is significant at 95% when its interval does not hold 0;
 - PxAP (where masks exist): each image keeps its object / background pixel counts over the protocol's PxAP
@@ -270,6 +276,59 @@ def interval(values: np.ndarray) -> tuple[float, float]:
     return float(low), float(high)
 
 
+SEED_STREAM = 1  # the seed level's random numbers: np.random.default_rng([seed, SEED_STREAM, k])
+
+
+def seed_level(k: int, b: int, seed: int = SEED_DEFAULT) -> tuple[np.ndarray, np.ndarray]:
+    """The seed level's random numbers for rows of ``k`` seeds: (b, k) standard normal multipliers (the j-th
+    column for the j-th seed, sorted) and (b,) chi-square draws with k - 1 degrees of freedom.
+
+    They depend on (seed, k) only, so every row of k seeds uses the same ones (paired by seed index); rows of
+    different seed counts get independent ones (no seed can be matched to a seed of the other row)."""
+    if k < 2:
+        raise WsolbenchError(f"the seed level needs 2 or more seeds, not {k}")
+    rng = np.random.default_rng([seed, SEED_STREAM, k])
+    return rng.standard_normal((b, k)), rng.chisquare(k - 1, b)
+
+
+def row_values(values: np.ndarray, level: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """(b,) draws of a row's mean over seeds from its seeds' (k, b) draws on the shared image resamples.
+
+    One seed: its own draws (the image-only interval). k seeds: per resample b, the seeds' mean on b's images
+    plus (s_b / sqrt(k)) * t, where s_b is the seeds' sample std on b's images and t ~ Student t(k - 1), built
+    from ``level`` (``seed_level(k, ...)``) as sqrt(k / (k - 1)) * sum_j g_j (x_j - mean) / k / sqrt(v / (k - 1)):
+    Gaussian multipliers g over the seeds and v ~ chi2(k - 1). Under normal seed effects its percentile
+    interval is the t interval of the seeds' mean; with little seed spread it is the image-only interval.
+    Clipped to [0, 100] (every measure is a percentage)."""
+    values = np.asarray(values, dtype=np.float64)
+    k = len(values)
+    if k == 1:
+        return values[0]
+    g, v = level
+    mean = values.mean(axis=0)
+    z = np.sqrt(k / (k - 1)) * np.einsum("bk,kb->b", g, values - mean) / k  # ~ N(0, s_b^2 / k)
+    return np.clip(mean + z / np.sqrt(v / (k - 1)), 0.0, 100.0)
+
+
+def rows_draws(rows: list[list[Records]], measures=("gt_known_loc",), b: int = B_DEFAULT,
+               seed: int = SEED_DEFAULT) -> dict[str, np.ndarray]:
+    """{measure: (len(rows), b)}: each row's mean over its runs (seeds, in the given order) on the same b image
+    resamples and, for rows of 2 or more runs, the seed level of ``row_values``."""
+    everyone = [rec for row in rows for rec in row]
+    if not rows or any(not row for row in rows):
+        raise WsolbenchError("every row needs at least one run")
+    d = draws(everyone, measures, b, seed)
+    levels = {k: seed_level(k, b, seed) for k in {len(row) for row in rows} if k > 1}
+    out = {m: np.empty((len(rows), b)) for m in measures}
+    start = 0
+    for r, row in enumerate(rows):
+        k = len(row)
+        for m in measures:
+            out[m][r] = row_values(d[m][start:start + k], levels.get(k))
+        start += k
+    return out
+
+
 @dataclass(frozen=True)
 class Difference:
     measure: str
@@ -292,13 +351,12 @@ class Difference:
 
 def paired_difference(runs_a: list[Records], runs_b: list[Records], measure: str = "gt_known_loc",
                       b: int = B_DEFAULT, seed: int = SEED_DEFAULT) -> Difference:
-    """A - B (each the mean over its runs) on the same resampled test images, with its 95% interval."""
-    everyone = [*runs_a, *runs_b]
-    for rec in everyone:
+    """A - B (each the mean over its runs, the seeds of a row) on the same resampled test images and, for rows of
+    several seeds, the same seed-level draws (``rows_draws``), with its 95% interval."""
+    for rec in [*runs_a, *runs_b]:
         if not rec.has(measure):
             raise WsolbenchError(f"{rec.source}: the {rec.protocol} protocol reports no '{measure}' here")
-    d = draws(everyone, [measure], b, seed)[measure]
-    diff = d[: len(runs_a)].mean(axis=0) - d[len(runs_a):].mean(axis=0)
-    low, high = interval(diff)
+    d = rows_draws([list(runs_a), list(runs_b)], [measure], b, seed)[measure]
+    low, high = interval(d[0] - d[1])
     value = lambda runs: float(np.mean([full_sample(r, measure) for r in runs]))  # noqa: E731
     return Difference(measure, value(runs_a), value(runs_b), low, high, runs_a[0].n, b, seed)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
@@ -13,6 +13,8 @@ from wsolbench.cli import app
 @app.command("leaderboard")
 def leaderboard_command(
     runs: Annotated[Path, typer.Option("--runs", help="Folder of run folders.")] = Path("runs"),
+    name: Annotated[Optional[str], typer.Option("--name", help="Board name in the file names: DATASET-NAME-PROTOCOL.* "
+                                                "(boards of other run folders beside the main job's).")] = None,
     out: Annotated[Path, typer.Option("--out", help="Where the markdown and CSV files go.")] = Path("leaderboards"),
 ):
     """One markdown table per dataset x protocol, the tidy CSV beside it, the paper's numbers as reported rows."""
@@ -22,5 +24,5 @@ def leaderboard_command(
     if not runs.is_dir():
         raise WsolbenchError(f"{runs}: no such folder of runs")
     console = Console()
-    for path in write_leaderboards(runs, out, console=console):
+    for path in write_leaderboards(runs, out, console=console, name=name):
         console.print(f"wrote {path}")

@@ -1,7 +1,6 @@
 """``wsolbench run`` (one run or a grid; with no arguments, the main job) and ``wsolbench eval RUN_DIR``."""
 from __future__ import annotations
 
-import dataclasses
 import os
 from pathlib import Path
 from typing import Annotated, Optional
@@ -11,9 +10,20 @@ from rich.console import Console
 from rich.markup import escape
 
 from wsolbench.cli import BoxSearchOption, app
+from wsolbench.cli.eval_cmd import print_metrics
+from wsolbench.errors import WsolbenchError
 
-# The main job: every seed method and the trivial baselines, a small backbone, the synthetic set.
-MAIN_JOB_METHODS = ["center-box", "full-image", "cam", "acol-simplified", "i2c-sc", "i2c", "i2c-bpgc"]
+# The main job: every training method and the trivial baselines, three seeds each, on the synthetic set with a
+# small backbone (engine/defaults.py); the costliest cells first, so that no core idles at the end.
+MAIN_JOB_METHODS = ["spg", "i2c", "i2c-bpgc", "i2c-sc", "i2c-released", "acol-simplified", "cam", "has", "adl", "cutmix",
+                    "center-box", "full-image"]
+MAIN_JOB_SEEDS = [0, 1, 2]
+
+
+def MAIN_JOB_JOBS() -> int:  # noqa: N802 - one cell per core, each on one thread
+    from wsolbench.protocols.parallel import usable_cores
+
+    return usable_cores()
 
 
 def _opt(help_text: str, *names: str):
@@ -31,7 +41,7 @@ def run_command(
                                                       "--data-option metadata=~/wsolevaluation/metadata.", "--data-option")] = None,
     epochs: Annotated[Optional[int], _opt("Training epochs.", "--epochs")] = None,
     batch_size: Annotated[Optional[int], _opt("Images per step over all processes.", "--batch-size")] = None,
-    lr: Annotated[Optional[float], _opt("Base learning rate (head x10, biases x2 on top).", "--lr")] = None,
+    lr: Annotated[Optional[float], _opt("Base learning rate (with --pretrained: head x10, biases x2 on top; from random init every parameter at it).", "--lr")] = None,
     settings: Annotated[Optional[list[str]], _opt("Method setting key=value (repeatable), e.g. --set delta=0.6; "
                                                   "key=v1,v2 sweeps (several keys: their product), selected on val.", "--set")] = None,
     sweep_budget: Annotated[Optional[int], _opt("Run N settings drawn (seeded) from the --set product.", "--sweep-budget")] = None,
@@ -63,60 +73,41 @@ def run_command(
     box_search: BoxSearchOption = None,
     score_workers: Annotated[Optional[int], _opt("Processes scoring the boxes (default: the usable cores; "
                                                  "--workers is the data loader's).", "--score-workers")] = None,
+    jobs: Annotated[Optional[int], _opt("Cells side by side on this machine, each with cores / N threads "
+                                        "(default: the main job one per core, else 1).", "--jobs", "-j")] = None,
 ):
     """Train and evaluate method x backbone x dataset x seed; complete runs are skipped."""
-    from wsolbench.engine.defaults import run_defaults
-    from wsolbench.engine.grid import expand, run_grid
-    from wsolbench.engine.runconfig import RunConfig, parse_settings, parse_sweep
-    from wsolbench.engine.sweep import check_sweep, select, sweep_settings
+    from wsolbench.cli.run_launch import execute
+    from wsolbench.cli.run_plan import plan_configs
+    from wsolbench.cli.score import check_options
     from wsolbench.engine.rundir import CONFIG, read_json
+    from wsolbench.engine.runconfig import RunConfig
+    from wsolbench.engine.sweep import select
     from wsolbench.engine.train import Interrupted, train_and_evaluate
 
-    from wsolbench.cli.score import check_options
-
     check_options(score_workers, box_search, "--score-workers")
+    if jobs is not None and jobs < 1:
+        raise WsolbenchError(f"--jobs {jobs}: must be at least 1")
     is_main = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 speaks and writes
     console = Console(quiet=not is_main)
+    main_job = not (method or backbone or dataset)
     try:
         if resume is not None:
             cfg = RunConfig.from_dict(read_json(resume / CONFIG))
             train_and_evaluate(cfg, resume=resume, console=console, show_progress=not no_progress)
-            _print_metrics(console, resume)
+            print_metrics(console, resume)
             return
-        main_job = not (method or backbone or dataset)
-        method = canonical_methods(method)  # an alias (acol) names the same run as its entry (acol-simplified)
         given = dict(data_root=str(data_root) if data_root else None, epochs=epochs, batch_size=batch_size, lr=lr,
                      protocol=protocol, threshold_policy=policy, input_size=input_size, pretrained=pretrained,
                      output_stride=output_stride, box_search=box_search, score_workers=score_workers)
-        configs = []
-        sweep = parse_sweep(settings)  # key -> values; one value each: no sweep
-        grid, sweep_info = sweep_settings(sweep, sweep_budget, sweep_seed)
-        for name in dataset or [RunConfig.dataset]:
-            # per dataset: its defaults, then the options given; its method settings apply where a
-            # method has them, --set wins over them
-            defaults = run_defaults(name)
-            dataset_settings = defaults.pop("method_settings", {})
-            check_sweep(sweep, method or (MAIN_JOB_METHODS if main_job else [RunConfig.method]), dataset_settings)
-            for user_settings in grid:
-                method_settings = {**dataset_settings, **user_settings}
-                base = RunConfig(dataset=name, out=str(out), device=device, amp=amp, channels_last=channels_last,
-                                 num_workers=workers, skip_bad=skip_bad, **defaults, method_settings=method_settings,
-                                 dataset_options=parse_settings(data_options))
-                base = dataclasses.replace(base, **{k: v for k, v in given.items() if v is not None})
-                configs += expand(base, method or (MAIN_JOB_METHODS if main_job else None), backbone, [name], seeds,
-                                  default_settings=set(method_settings) - set(user_settings))
-        from wsolbench.backbones.families import apply_family_regime  # --pretrained: the family's input size, stride
-
-        configs = [apply_family_regime(c, {k for k, v in given.items() if v is not None}) for c in configs]
-        configs = list({c.run_id(): c for c in configs}.values())  # a method without the swept key: once
-        if launcher is not None or slurm is not None or cluster_config is not None or max_parallel is not None:
-            from wsolbench.engine.launch import launch_grid, parse_slurm
-            from wsolbench.plugins import loaded_files
-
-            results = launch_grid(configs, launcher or "", console, max_parallel=max_parallel,
-                                  slurm=parse_slurm(slurm, cluster_config), plugins=loaded_files())
-        else:
-            results = run_grid(configs, console, show_progress=not no_progress)
+        fixed = dict(out=str(out), device=device, amp=amp, channels_last=channels_last, num_workers=workers,
+                     skip_bad=skip_bad)
+        configs, grid, sweep_info = plan_configs(
+            method or (MAIN_JOB_METHODS if main_job else None), backbone, dataset, seeds or (MAIN_JOB_SEEDS if main_job else None),
+            given, fixed, settings, data_options, sweep_budget, sweep_seed)
+        results = execute(configs, console, launcher=launcher, max_parallel=max_parallel, slurm=slurm,
+                          cluster_config=cluster_config, jobs=jobs, default_jobs=MAIN_JOB_JOBS() if main_job else 1,
+                          show_progress=not no_progress)
         if len(grid) > 1 and is_main:
             _print_selection(console, select(configs, out, sweep_info), out)
         if explainers:
@@ -129,24 +120,21 @@ def run_command(
         raise typer.Exit(130)
     _print_summary(console, results)
     if main_job and is_main:
-        from wsolbench.leaderboard import write_leaderboards
-
-        paths = write_leaderboards(out, leaderboard_out, console=console)
-        for p in paths:
-            if p.suffix == ".md":  # as written: markdown tables must not be re-wrapped to the terminal width
-                console.print(p.read_text(), soft_wrap=True, markup=False, highlight=False)
-        from wsolbench.report import write_reports  # the HTML pages beside the markdown
-
-        write_reports(out, leaderboard_out, console=console, warn=False)
+        _write_boards(out, leaderboard_out, console)
     if any(r.status == "failed" for r in results):
         raise typer.Exit(1)
 
 
-def canonical_methods(names: Optional[list[str]]) -> Optional[list[str]]:
-    """Aliases resolved, duplicates dropped (``-m acol -m acol-simplified`` is one method)."""
-    from wsolbench.registry import METHODS
+def _write_boards(out: Path, leaderboard_out: Path, console) -> None:
+    """The main job's end: the markdown leaderboards (printed) and the HTML pages beside them."""
+    from wsolbench.leaderboard import write_leaderboards
+    from wsolbench.report import write_reports
 
-    return list(dict.fromkeys(METHODS.canonical(n) for n in names)) if names else names
+    paths = write_leaderboards(out, leaderboard_out, console=console)
+    for p in paths:
+        if p.suffix == ".md":  # as written: markdown tables must not be re-wrapped to the terminal width
+            console.print(p.read_text(), soft_wrap=True, markup=False, highlight=False)
+    write_reports(out, leaderboard_out, console=console, warn=False)
 
 
 def _print_summary(console, results) -> None:
@@ -171,45 +159,3 @@ def _print_selection(console, records, out: Path) -> None:
         else:
             console.print(f"{head}: {selection_label(r)} (record under {out / r['dataset'] / 'sweeps'})",
                           highlight=False, markup=False, soft_wrap=True)
-
-
-def _print_metrics(console, run_dir: Path, name: str = "metrics.json") -> None:
-    from rich.table import Table
-
-    from wsolbench.engine.rundir import read_json
-
-    metrics = read_json(run_dir / name)
-    table = Table(title=f"{run_dir} ({metrics.get('protocol')}, threshold {metrics.get('threshold')} by {metrics.get('policy')})")
-    table.add_column("measure")
-    table.add_column("value", justify="right")
-    for key in ("top1_loc", "top5_loc", "gt_known_loc", "maxboxacc", "maxboxacc_v2", "pxap", "top1_cls", "top5_cls"):
-        if metrics.get(key) is not None:
-            table.add_row(key, f"{metrics[key]:.2f}")
-    console.print(table)
-
-
-@app.command("eval")
-def eval_command(
-    run_dir: Annotated[Path, typer.Argument(help="A run folder written by wsolbench run.")],
-    protocol: Annotated[Optional[str], _opt("Protocol (default: the run's).", "--protocol")] = None,
-    policy: Annotated[Optional[str], _opt("Threshold policy (default: the run's).", "--policy")] = None,
-    save_maps: Annotated[bool, _opt("Also write maps-val.npz / maps-test.npz in the score format.", "--save-maps")] = False,
-    device: Annotated[str, _opt("auto | cpu | cuda.", "--device")] = "auto",
-    explainer: Annotated[Optional[str], _opt("Score the run's classifier through this post-hoc explainer "
-                                             "(gradcam, gradcampp, scorecam, ...): eval-PROTOCOL-EXPLAINER.json.", "--explainer")] = None,
-    box_search: BoxSearchOption = None,
-    score_workers: Annotated[Optional[int], _opt("Processes scoring the boxes (default: the usable cores).", "--workers")] = None,
-    explainer_layer: Annotated[Optional[str], _opt("Explainer target layer, a module name of the method "
-                                                   "(default: backbone).", "--explainer-layer")] = None,
-):
-    """Re-evaluate a trained run (optionally under another protocol or through an explainer); writes eval-PROTOCOL[-EXPLAINER].json."""
-    from wsolbench.engine.reeval import reevaluate
-
-    console = Console()
-    from wsolbench.cli.score import check_options
-
-    check_options(score_workers, box_search)
-    name = reevaluate(run_dir, protocol=protocol, policy=policy, save_maps=save_maps, device=device,
-                      explainer=explainer, explainer_layer=explainer_layer, box_search=box_search,
-                      score_workers=score_workers)
-    _print_metrics(console, run_dir, name)

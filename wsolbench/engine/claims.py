@@ -19,6 +19,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from wsolbench.engine import rundir as R
 from wsolbench.engine.atomic import write_json
 
 HOST = socket.gethostname()
@@ -177,3 +178,78 @@ class Heartbeat:
 
     def stop(self) -> None:
         self._stop.set()
+
+
+# ---------------------------------------------------------------- grid cells
+
+
+def cell_key(cfg) -> str:
+    return f"{cfg.dataset}__{cfg.run_id()}"
+
+
+def holder_text(info: dict | None) -> str:
+    if not info:
+        return "unknown holder"
+    hosts = ", ".join(f"{h.get('host')} pid {h.get('pid')}" for h in info.get("holders", []))
+    job = f", job {info['job_id']}" if info.get("job_id") else ""
+    return f"{hosts}{job}"
+
+
+class CellClaims:
+    """The in-process loop's claims (so it never trains a cell a cluster launch holds). Off under torchrun,
+    where the ranks could not agree on a claim before their process group exists."""
+
+    def __init__(self, configs: list):
+        from wsolbench.engine.distributed import launched_by_torchrun
+
+        self.on = bool(configs) and not launched_by_torchrun()
+        self.held: dict[str, Claim] = {}
+        self.beat = Heartbeat() if self.on else None
+        if self.on:
+            plan_cells(Path(configs[0].out), configs)
+
+    def take(self, cfg) -> str:
+        """'' when this process now holds ``cfg``'s cell, else who holds it."""
+        if not self.on:
+            return ""
+        claim, holder = try_claim(Path(cfg.out), cell_key(cfg), launcher="in-process", role="in-process")
+        if claim is None:
+            return holder_text(holder)
+        self.held[cell_key(cfg)] = self.beat.claims[cell_key(cfg)] = claim
+        return ""
+
+    def release(self, cfg, outcome: str, reason: str = "") -> None:
+        claim = self.held.pop(cell_key(cfg), None)
+        if claim is not None:
+            self.beat.claims.pop(cell_key(cfg), None)
+            release(claim, outcome, reason)
+
+    def close(self) -> None:
+        if self.beat is not None:
+            self.beat.stop()
+
+
+def plan_cells(runs: Path, configs: list) -> None:
+    """Record the grid's cells, so ``status`` and the leaderboard know what is still missing."""
+    folder = Path(runs) / ".grid" / "cells"
+    for cfg in configs:
+        path = folder / f"{cell_key(cfg)}.json"
+        if not path.exists():
+            write_json(path, {**cfg.identity(), "run_id": cfg.run_id()})
+
+
+def missing_note(runs: Path) -> str | None:
+    """``"3 of 8 planned cells are missing ..."`` for the leaderboard, or None when nothing is missing."""
+    folder = Path(runs) / ".grid" / "cells"
+    planned = sorted(folder.glob("*.json")) if folder.is_dir() else []
+    if not planned:
+        return None
+    missing = 0
+    for path in planned:
+        info = _read(path) or {}
+        if not R.is_complete(Path(runs) / str(info.get("dataset")) / str(info.get("run_id")), info.get("run_id")):
+            missing += 1
+    if not missing:
+        return None
+    return (f"{missing} of {len(planned)} planned grid cells are missing (not complete yet): "
+            f"`wsolbench status {runs}` lists them.")

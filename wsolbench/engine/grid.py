@@ -40,11 +40,16 @@ def expand(base: RunConfig, methods, backbones, datasets, seeds, default_setting
             for d, b, m, s in combos]
 
 
+def cell_head(i: int, n: int, cfg: RunConfig) -> str:
+    return f"[{i}/{n}] {cfg.method} / {cfg.backbone} / {cfg.dataset} / seed {cfg.seed}"
+
+
 def run_grid(configs: list[RunConfig], console, show_progress=True, train=None) -> list[GridResult]:
+    """The cells one after another in this process (side by side: ``engine/side_by_side.py``)."""
     from wsolbench.engine.train import train_and_evaluate
 
     train = train or train_and_evaluate
-    from wsolbench.engine.launch import CellClaims
+    from wsolbench.engine.claims import CellClaims
 
     results = []
     claims = CellClaims(configs)  # a cell a cluster launch (or another loop) is training is left to it
@@ -60,7 +65,7 @@ def _run_cell(i, cfg, configs, console, show_progress, train, claims) -> GridRes
     from wsolbench.engine.train import Interrupted
 
     run_dir = Path(cfg.out) / cfg.dataset / cfg.run_id()
-    head = f"[{i}/{len(configs)}] {cfg.method} / {cfg.backbone} / {cfg.dataset} / seed {cfg.seed}"
+    head = cell_head(i, len(configs), cfg)
     if R.is_complete(run_dir, cfg.run_id()):
         console.print(f"{head}: complete, skipped ({run_dir})")
         return GridResult(cfg, run_dir, "skipped")

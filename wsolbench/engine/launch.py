@@ -23,7 +23,8 @@ from pathlib import Path
 from wsolbench.engine import claims as C
 from wsolbench.engine import rundir as R
 from wsolbench.engine.atomic import write_json
-from wsolbench.engine.train import Interrupted
+from wsolbench.engine.side_by_side import threads_per_cell
+from wsolbench.engine.train import GridInterrupted, Interrupted
 from wsolbench.errors import WsolbenchError
 
 LAUNCHERS = ("local", "slurm")
@@ -98,10 +99,6 @@ def parse_slurm(text: str | None, config_file: Path | None = None) -> SlurmOptio
             kind = "a time (minutes, HH:MM:SS or D-HH:MM:SS)" if key == "time" else "a positive whole number"
             raise WsolbenchError(f"--slurm {key}={value}: must be {kind}") from None
     return opts
-
-
-def cell_key(cfg) -> str:
-    return f"{cfg.dataset}__{cfg.run_id()}"
 
 
 def check_shared(runs: Path, launcher: str) -> None:
@@ -182,6 +179,14 @@ def _train(spec: dict):
 
     load_plugins([Path(p) for p in spec.get("plugins", [])])
     cfg = RunConfig.from_dict(spec["cfg"])
+    if spec.get("threads"):  # local cells side by side: each its share of the cores (engine/side_by_side.py)
+        import dataclasses
+
+        import torch
+
+        torch.set_num_threads(spec["threads"])
+        if cfg.score_workers is None:
+            cfg = dataclasses.replace(cfg, score_workers=spec["threads"])
     run_dir = Path(spec["runs"]) / cfg.dataset / cfg.run_id()
     resume = run_dir if (run_dir / R.CHECKPOINT).exists() and (run_dir / R.CONFIG).exists() else None
     is_main = int(os.environ.get("RANK", "0")) == 0
@@ -262,11 +267,6 @@ def _job_failure(job, launcher: str) -> tuple[str, str]:
         return re.sub(r"^wsolbench\.errors\.WsolbenchError: ", "", last), log
 
 
-class LaunchInterrupted(Interrupted):
-    def __init__(self, n: int):
-        Exception.__init__(self, f"interrupted; {n} job(s) cancelled, their checkpoints kept: run the same command again to continue")
-
-
 def launch_grid(configs: list, launcher: str, console, max_parallel: int | None = None,
                 slurm: SlurmOptions | None = None, plugins=(), poll_s: float | None = None) -> list:
     """Run the cells as jobs; returns a GridResult per cell (done | skipped | failed | elsewhere | interrupted)."""
@@ -287,7 +287,7 @@ def launch_grid(configs: list, launcher: str, console, max_parallel: int | None 
     runs = Path(configs[0].out).resolve()
     check_shared(runs, launcher)
     configs = [dataclasses.replace(c, out=str(runs)) for c in configs]  # jobs may start elsewhere
-    plan_cells(runs, configs)
+    C.plan_cells(runs, configs)
     probe = runs / ".grid" / f"launch-{uuid.uuid4().hex[:12]}"
     probe.touch()
     executor = _executor(launcher, runs, slurm, max_parallel)
@@ -296,8 +296,10 @@ def launch_grid(configs: list, launcher: str, console, max_parallel: int | None 
     if gpu_pool:  # local cells on a GPU machine: one GPU each, never more cells than GPUs
         limit = min(limit, len(gpu_pool))
     poll_s = poll_s or (0.2 if launcher == "local" else 10.0)
+    # local cells on the CPU share its cores; a Slurm job has its own
+    threads = threads_per_cell(limit) if launcher == "local" and not gpu_pool else None
 
-    cells = [_Cell(c, cell_key(c), runs / c.dataset / c.run_id()) for c in configs]
+    cells = [_Cell(c, C.cell_key(c), runs / c.dataset / c.run_id()) for c in configs]
     waiting, running, results = list(cells), [], {}
     beat = C.Heartbeat()
     try:
@@ -312,7 +314,7 @@ def launch_grid(configs: list, launcher: str, console, max_parallel: int | None 
                     continue
                 cell.claim, holder = C.try_claim(runs, cell.key, launcher=launcher)
                 if cell.claim is None:
-                    who = _holder(holder)
+                    who = C.holder_text(holder)
                     console.print(f"{_head(cell)}: running in another launch ({who}), left to it", highlight=False)
                     results[cell.key] = GridResult(cell.cfg, cell.run_dir, "elsewhere", who)
                     continue
@@ -320,7 +322,7 @@ def launch_grid(configs: list, launcher: str, console, max_parallel: int | None 
                 batch.append(cell)
             if batch:
                 try:
-                    _submit(executor, batch, runs, probe, slurm, plugins, gpu_pool, running)
+                    _submit(executor, batch, runs, probe, slurm, plugins, gpu_pool, running, threads)
                 except Exception as exc:  # noqa: BLE001 - sbatch's refusal (partition, limits, no controller)
                     for cell in batch:
                         C.release(cell.claim, "cancelled", "submission failed")
@@ -346,7 +348,7 @@ def launch_grid(configs: list, launcher: str, console, max_parallel: int | None 
         for cell in running:
             cell.job.cancel(check=False)
             C.release(cell.claim, "cancelled", "launch interrupted")
-        raise LaunchInterrupted(len(running)) from None
+        raise GridInterrupted(len(running)) from None
     finally:
         beat.stop()
         probe.unlink(missing_ok=True)
@@ -359,9 +361,10 @@ def _local_gpus() -> list[int]:
     return list(range(torch.cuda.device_count()))
 
 
-def _submit(executor, batch, runs, probe, slurm, plugins, gpu_pool, running) -> None:
+def _submit(executor, batch, runs, probe, slurm, plugins, gpu_pool, running, threads=None) -> None:
     specs = [{"cfg": c.cfg.to_dict(), "runs": str(runs), "probe": str(probe), "claim": str(c.claim.path),
-              "token": c.claim.token, "gpus": slurm.gpus, "plugins": [str(Path(p).resolve()) for p in plugins]}
+              "token": c.claim.token, "gpus": slurm.gpus, "plugins": [str(Path(p).resolve()) for p in plugins],
+              "threads": threads}
              for c in batch]
     if gpu_pool:  # local: each job sees one free GPU (submitit sets CUDA_VISIBLE_DEVICES)
         busy = {c.gpu for c in running}
@@ -403,74 +406,6 @@ def _finish(cell: _Cell, launcher: str, console):
 def _head(cell: _Cell) -> str:
     c = cell.cfg
     return f"{c.method} / {c.backbone} / {c.dataset} / seed {c.seed}"
-
-
-def _holder(info: dict | None) -> str:
-    if not info:
-        return "unknown holder"
-    hosts = ", ".join(f"{h.get('host')} pid {h.get('pid')}" for h in info.get("holders", []))
-    job = f", job {info['job_id']}" if info.get("job_id") else ""
-    return f"{hosts}{job}"
-
-
-class CellClaims:
-    """The in-process loop's claims (so it never trains a cell a cluster launch holds). Off under torchrun,
-    where the ranks could not agree on a claim before their process group exists."""
-
-    def __init__(self, configs: list):
-        from wsolbench.engine.distributed import launched_by_torchrun
-
-        self.on = bool(configs) and not launched_by_torchrun()
-        self.held: dict[str, C.Claim] = {}
-        self.beat = C.Heartbeat() if self.on else None
-        if self.on:
-            plan_cells(Path(configs[0].out), configs)
-
-    def take(self, cfg) -> str:
-        """'' when this process now holds ``cfg``'s cell, else who holds it."""
-        if not self.on:
-            return ""
-        claim, holder = C.try_claim(Path(cfg.out), cell_key(cfg), launcher="in-process", role="in-process")
-        if claim is None:
-            return _holder(holder)
-        self.held[cell_key(cfg)] = self.beat.claims[cell_key(cfg)] = claim
-        return ""
-
-    def release(self, cfg, outcome: str, reason: str = "") -> None:
-        claim = self.held.pop(cell_key(cfg), None)
-        if claim is not None:
-            self.beat.claims.pop(cell_key(cfg), None)
-            C.release(claim, outcome, reason)
-
-    def close(self) -> None:
-        if self.beat is not None:
-            self.beat.stop()
-
-
-def plan_cells(runs: Path, configs: list) -> None:
-    """Record the grid's cells, so ``status`` and the leaderboard know what is still missing."""
-    folder = Path(runs) / ".grid" / "cells"
-    for cfg in configs:
-        path = folder / f"{cell_key(cfg)}.json"
-        if not path.exists():
-            write_json(path, {**cfg.identity(), "run_id": cfg.run_id()})
-
-
-def missing_note(runs: Path) -> str | None:
-    """``"3 of 8 planned cells are missing ..."`` for the leaderboard, or None when nothing is missing."""
-    folder = Path(runs) / ".grid" / "cells"
-    planned = sorted(folder.glob("*.json")) if folder.is_dir() else []
-    if not planned:
-        return None
-    missing = 0
-    for path in planned:
-        info = C._read(path) or {}
-        if not R.is_complete(Path(runs) / str(info.get("dataset")) / str(info.get("run_id")), info.get("run_id")):
-            missing += 1
-    if not missing:
-        return None
-    return (f"{missing} of {len(planned)} planned grid cells are missing (not complete yet): "
-            f"`wsolbench status {runs}` lists them.")
 
 
 if __name__ == "__main__":  # one rank of a multi-GPU cell, started by _torchrun

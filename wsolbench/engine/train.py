@@ -27,12 +27,29 @@ from wsolbench.errors import WsolbenchError
 from wsolbench.stats import write_run_records
 
 
+# A run whose final val Top-1 Cls is below this multiple of chance (100 / classes) is flagged as collapsed:
+# on the synthetic set's 128 val images (8 classes) twice chance is 4 standard deviations above chance.
+NEAR_CHANCE = 2.0
+
+
+class _Collapsed(Exception):
+    """The loss became non-finite: training stops with the weights of the last finite step."""
+
+
 class Interrupted(Exception):
     """Ctrl-C during training; the checkpoint is saved and the run can be resumed."""
 
     def __init__(self, run_dir: Path):
         super().__init__(f"interrupted; checkpoint saved, continue with: wsolbench run --resume {run_dir}")
         self.run_dir = run_dir
+
+
+class GridInterrupted(Interrupted):
+    """Ctrl-C or a stop while cells ran as jobs or side by side; their checkpoints are kept."""
+
+    def __init__(self, n: int):
+        Exception.__init__(self, f"interrupted; {n} cell(s) stopped, their checkpoints kept: run the same command "
+                                 f"again to continue")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -83,6 +100,9 @@ def build(cfg: RunConfig, device: torch.device, info: D.DistInfo, log=print) -> 
     input_size = cfg.input_size or getattr(dataset, "default_input_size", None) or protocol.input_size
 
     settings = coerce_settings(method_entry.obj.Config, cfg.method_settings)
+    from wsolbench.methods.base import lr_multipliers
+
+    settings = {**lr_multipliers(bool(cfg.pretrained)), **settings}  # the run's rule; --set wins
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank
     if cfg.epochs == 0 and cfg.pretrained and method_entry.obj.needs_backbone:  # zero-shot: the checkpoint's head
         from wsolbench.zeroshot import build_pretrained_classifier
@@ -243,6 +263,7 @@ class Run:
     batch: int = 0
     global_step: int = 0
     train_images: int = 0
+    collapse: str | None = None  # why training collapsed (flagged in metrics.json and the leaderboard), or None
 
     @property
     def method(self) -> torch.nn.Module:
@@ -263,6 +284,12 @@ def _train_and_evaluate(cfg: RunConfig, resume: Path | None, console, show_progr
         for epoch in range(run.epoch, run.epochs):
             epoch_record = _train_epoch(run, epoch, show_progress)
             _validate_and_checkpoint(run, epoch, epoch_record)
+    except _Collapsed as exc:  # kept and evaluated as it stands, flagged: a collapse is a result, not an error
+        run.collapse = str(exc)
+        run.log(f"[yellow]training collapsed: {exc}[/]")
+        if info.is_main:  # the evaluated weights, so that `wsolbench eval` re-scores the same model
+            save_torch(run.run_dir / R.CHECKPOINT, _checkpoint(run.method, run.optimizer, run.epoch, run.batch,
+                                                               run.global_step, run.run_id, run.scaler))
     except KeyboardInterrupt:
         if info.is_main and run.optimizer is not None:
             save_torch(run.run_dir / R.CHECKPOINT, _checkpoint(run.method, run.optimizer, run.epoch, run.batch,
@@ -302,11 +329,7 @@ def _set_up(cfg: RunConfig, resume: Path | None, console, device: torch.device, 
                     "resolved_input_size": setup.input_size, "resolved_protocol": setup.protocol.name,
                     "method_config": dataclasses.asdict(method.cfg), "batch_shape": method.batch_shape,
                     "batch_per_process": cfg.batch_size // info.world_size, "skipped_bad_samples": setup.skipped}
-        if not resume:
-            write_json(run_dir / R.CONFIG, resolved)
-        write_json(run_dir / R.ENV, R.environment(device))
     run = Run(cfg, info, device, console, log, run_id, run_dir, setup, t_start)
-
     trainable = [p for p in method.parameters() if p.requires_grad]
     run.epochs = cfg.epochs if trainable else 0
     if trainable:
@@ -315,6 +338,14 @@ def _set_up(cfg: RunConfig, resume: Path | None, console, device: torch.device, 
             g["base_lr"] = g["lr"]
         run.optimizer = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
                                         weight_decay=cfg.weight_decay)
+    if info.is_main:
+        # the rates each parameter group actually starts at (the schedule scales them all alike)
+        resolved["lr_groups"] = [{"name": g.get("name", str(i)), "lr": g["base_lr"], "weight_decay": g["weight_decay"],
+                                  "parameters": sum(p.numel() for p in g["params"])}
+                                 for i, g in enumerate(run.optimizer.param_groups if run.optimizer else [])]
+        if not resume:
+            write_json(run_dir / R.CONFIG, resolved)
+        write_json(run_dir / R.ENV, R.environment(device))
     run.scaler = torch.amp.GradScaler("cuda") if cfg.amp and device.type == "cuda" else None
     return run
 
@@ -414,10 +445,13 @@ def _step(run: Run, images: torch.Tensor, labels: torch.Tensor):
         out = run.model(images, labels)
     terms = {k: v.float() for k, v in out.losses.items()}
     loss = sum(terms.values())
-    if not torch.isfinite(loss):
+    bad = torch.tensor([0.0 if torch.isfinite(loss) else 1.0])
+    if run.info.enabled:  # every rank stops at the same step (one small collective per step, under torchrun only)
+        D.all_reduce_sum_(bad)
+    if bad.item():  # checked before backward: the weights are still those of the last finite step
         values = ", ".join(f"{k}={v.item():.4g}" for k, v in terms.items())
-        raise WsolbenchError(f"loss is not finite at epoch {run.epoch} step {run.batch} ({values}); "
-                             f"lower --lr or check the data")
+        raise _Collapsed(f"loss not finite at epoch {run.epoch + 1} step {run.batch + 1} ({values}); "
+                         f"training stopped there")
     optimizer.zero_grad(set_to_none=True)
     if scaler is not None:
         scaler.scale(loss).backward()
@@ -441,8 +475,10 @@ def _step(run: Run, images: torch.Tensor, labels: torch.Tensor):
 def _validate_and_checkpoint(run: Run, epoch: int, epoch_record: dict) -> None:
     """Val numbers at the test-optimal threshold into epochs.jsonl, then the end-of-epoch checkpoint."""
     setup, info = run.setup, run.info
+    # scored in this process: a pool of scoring workers per epoch cost its start-up every time (3.5 s an epoch
+    # against 0.4 s of scoring on the synthetic set's 128 val images), and the training already has the cores
     val_acc = evaluate_split(run.method, run.eval_sets["val"], setup.splits["val"], setup.protocol, run.device,
-                             want_masks=False, **run.eval_kw)
+                             want_masks=False, **{**run.eval_kw, "score_workers": 1})
     val = setup.protocol.summarize(val_acc, None, policy="test-optimal")
     epoch_record["val"] = {k: v for k, v in val.items() if k != "curves"}
     rng_ranks = D.all_gather_object(_rng_state(run.device))  # after the val loader drew its seed
@@ -466,6 +502,9 @@ def _final_evaluation(run: Run) -> tuple[list, dict, list[dict]]:
             for s in ("val", "test")}
     results = [{**p.summarize(accs["test"][i], accs["val"][i], policy=run.cfg.threshold_policy), **checks["test"].summary()}
                for i, p in enumerate(protocols)]
+    if run.collapse is None and run.optimizer is not None and run.epochs:
+        run.collapse = near_chance(setup.protocol.summarize(accs["val"][0], None, policy="test-optimal").get("top1_cls"),
+                                   setup.dataset.num_classes)
     message = checks["test"].warning()
     if message:
         run.log(f"[yellow]{message}[/]")
@@ -488,7 +527,7 @@ def _finish_run(run: Run, protocols: list, accs: dict, results: list[dict], *, t
     about = dict(run_id=run.run_id, method=cfg.method, backbone=cfg.backbone, dataset=cfg.dataset, seed=cfg.seed,
                  epochs=cfg.epochs, commit=R.git_commit(), n_train=len(setup.splits["train"]),
                  n_val=len(setup.splits["val"]), n_test=len(setup.splits["test"]), world_size=run.info.world_size,
-                 skipped_bad_samples=setup.skipped)
+                 skipped_bad_samples=setup.skipped, collapse=run.collapse)
     for protocol, metrics in zip(protocols[1:], results[1:]):
         write_json(run_dir / f"eval-{protocol.name}.json", {**metrics, **about})
     write_run_records(run_dir, protocols, accs, setup.splits)  # per-image rows: the intervals (wsolbench.stats)
@@ -496,6 +535,14 @@ def _finish_run(run: Run, protocols: list, accs: dict, results: list[dict], *, t
 
     write_val_figure(run_dir, setup.protocol, accs["val"][0], run.run_id)
     write_json(run_dir / R.METRICS, {**results[0], **about})  # last: marks the run complete
+
+
+def near_chance(val_top1_cls: float | None, num_classes: int) -> str | None:
+    """The collapse flag of a trained classifier whose val Top-1 Cls ends below ``NEAR_CHANCE`` x chance."""
+    chance = 100.0 / num_classes
+    if val_top1_cls is None or val_top1_cls >= NEAR_CHANCE * chance:
+        return None
+    return f"val Top-1 Cls {val_top1_cls:.1f}% ends near chance ({chance:.1f}%)"
 
 
 def _fingerprint(splits: dict) -> dict:

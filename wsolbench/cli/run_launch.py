@@ -1,0 +1,28 @@
+"""Where ``wsolbench run`` trains its cells: one after another here, side by side on this machine (``--jobs``),
+or as jobs (``--launcher local|slurm``)."""
+from __future__ import annotations
+
+from wsolbench.errors import WsolbenchError
+
+
+def execute(configs: list, console, *, launcher, max_parallel, slurm, cluster_config, jobs: int | None,
+            default_jobs: int, show_progress: bool) -> list:
+    """A GridResult per cell; ``jobs`` None: ``default_jobs`` side by side unless the cells go as jobs."""
+    from wsolbench.plugins import loaded_files
+
+    as_jobs = launcher is not None or slurm is not None or cluster_config is not None or max_parallel is not None
+    if as_jobs:
+        from wsolbench.engine.launch import launch_grid, parse_slurm
+
+        if jobs is not None and jobs > 1:
+            raise WsolbenchError("--jobs and --launcher: choose one (--launcher local --max-parallel N runs N jobs)")
+        return launch_grid(configs, launcher or "", console, max_parallel=max_parallel,
+                           slurm=parse_slurm(slurm, cluster_config), plugins=loaded_files())
+    jobs = jobs or default_jobs
+    if jobs > 1 and len(configs) > 1:
+        from wsolbench.engine.side_by_side import run_side_by_side
+
+        return run_side_by_side(configs, console, jobs, plugins=loaded_files())
+    from wsolbench.engine.grid import run_grid
+
+    return run_grid(configs, console, show_progress=show_progress)
