@@ -111,19 +111,3 @@ class Explained(nn.Module):
 
 def explained_metrics_name(protocol: str, explainer: str) -> str:
     return f"eval-{protocol}-{explainer}.json"
-
-
-def explain_runs(run_dirs: list[Path], explainers: list[str], layer: str | None, console, device: str = "auto") -> None:
-    """The grid's explainer axis: score every finished run's classifier through each explainer (once)."""
-    from wsolbench.engine.reeval import reevaluate
-    from wsolbench.engine.rundir import read_json
-
-    for name in explainers:
-        explainer_class(name)  # an unknown name fails before any work
-    for run_dir in run_dirs:
-        protocol = read_json(Path(run_dir) / "config.json").get("resolved_protocol")
-        for name in explainers:
-            if (Path(run_dir) / explained_metrics_name(protocol, name)).exists():
-                continue
-            reevaluate(run_dir, explainer=name, explainer_layer=layer, device=device)
-            console.print(f"{run_dir}: scored through {name}")

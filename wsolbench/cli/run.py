@@ -111,7 +111,7 @@ def run_command(
         if len(grid) > 1 and is_main:
             _print_selection(console, select(configs, out, sweep_info), out)
         if explainers:
-            from wsolbench.explain import explain_runs
+            from wsolbench.engine.reeval import explain_runs
 
             explain_runs([r.run_dir for r in results if r.status != "failed" and r.cfg.method not in ("center-box", "full-image")],
                          explainers, explainer_layer, console, device=device)

@@ -75,3 +75,19 @@ def reevaluate(run_dir: Path, protocol: str | None = None, policy: str | None = 
         write_json(run_dir / name, metrics)
     D.barrier()  # under torchrun every rank returns only once rank 0 has written the file
     return name
+
+
+def explain_runs(run_dirs: list[Path], explainers: list[str], layer: str | None, console, device: str = "auto") -> None:
+    """The grid's explainer axis: score every finished run's classifier through each explainer (once)."""
+    from wsolbench.engine.rundir import read_json
+    from wsolbench.explain import explained_metrics_name, explainer_class
+
+    for name in explainers:
+        explainer_class(name)  # an unknown name fails before any work
+    for run_dir in run_dirs:
+        protocol = read_json(Path(run_dir) / "config.json").get("resolved_protocol")
+        for name in explainers:
+            if (Path(run_dir) / explained_metrics_name(protocol, name)).exists():
+                continue
+            reevaluate(run_dir, explainer=name, explainer_layer=layer, device=device)
+            console.print(f"{run_dir}: scored through {name}")
