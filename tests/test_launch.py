@@ -97,8 +97,8 @@ def test_side_by_side_cells_get_their_share_of_the_cores_and_the_in_process_numb
 def test_jobs_and_launcher_are_one_choice(synth, tmp_path, run_cli):
     code, out, err = run_cli(*grid_args(synth, tmp_path, "--jobs", "2", "--launcher", "local"))
     assert code == 2 and "--jobs and --launcher: choose one" in out + err
-    code, out, err = run_cli(*grid_args(synth, tmp_path, "--jobs", "0"))
-    assert code == 2 and "--jobs 0: must be at least 1" in out + err
+    code, out, err = run_cli(*grid_args(synth, tmp_path, "--jobs", "-1"))
+    assert code == 2 and "--jobs -1: must be 0 (one per core) or more" in out + err
 
 
 def _metrics(run_dir: Path) -> dict:

@@ -28,7 +28,7 @@ REPORTED_METRICS = {"top1_loc_err": "top1_loc", "top5_loc_err": "top5_loc", "gt_
                     "top1_cls_err": "top1_cls", "top5_cls_err": "top5_cls"}
 INTERVAL_MEASURES = [*[m for m, _ in MEASURES], "maxboxacc", "top5_cls", "pxap"]  # pxap: where the runs had masks
 TIDY_COLUMNS = ["dataset", "protocol", "method", "backbone", "config", "seed", "policy", "threshold", "box_rule",
-                "epochs", *[m for m, _ in MEASURES], "maxboxacc", "top5_cls", "pxap", "commit", "run_id",
+                "epochs", *[m for m, _ in MEASURES], "maxboxacc", "top5_cls", "pxap", "commit", "run_id", "grid_file",
                 "collapse",  # why training collapsed; empty for a healthy run
                 *[f"{m}_{side}" for m in INTERVAL_MEASURES for side in ("low", "high")]]  # 95% bootstrap interval
 
@@ -88,6 +88,7 @@ def collect_runs(runs_dir: Path, run_dirs: dict | None = None) -> tuple[pd.DataF
                 "backbone": config["backbone"], "seed": config["seed"], "policy": metrics.get("policy"),
                 "threshold": metrics.get("threshold"), "box_rule": metrics.get("box_rule"),
                 "epochs": config.get("epochs"), "commit": metrics.get("commit"), "run_id": run_id,
+                "grid_file": config.get("grid_file"),  # wsolbench run --config FILE, if it came from one
                 "config": config_id,  # runs that differ only in seed share it, and are averaged together
                 "collapse": _collapse(primary),  # a property of the training: the same on every protocol's row
             }
@@ -272,6 +273,15 @@ def _name_option(name: str | None) -> str:
     return f" --name {name}" if name else ""
 
 
+def _grid_files(group: pd.DataFrame) -> list[str]:
+    """The header line naming the grid files the rows' runs came from (none: no line)."""
+    files = sorted(set(group["grid_file"].dropna().astype(str)))
+    if not files:
+        return []
+    return ["Produced by: " + ", ".join(f"`wsolbench run --config {f}`" for f in files)
+            + " (shipped grid files are in `configs/`)."]
+
+
 def write_leaderboards(runs_dir: Path, out_dir: Path, console=None, name: str | None = None) -> list[Path]:
     """Regenerate ``out_dir``'s boards of ``runs_dir`` (``name``: their file names, see ``board_stem``);
     returns the files written."""
@@ -304,6 +314,7 @@ def write_leaderboards(runs_dir: Path, out_dir: Path, console=None, name: str | 
                 "Seeds: `!` marks a collapsed run, kept in its row (counted in n and the mean) and listed under the table.",
                 "vs best: `tied` where the paired interval of (row - best row) holds 0, `below` where it does not.",
                 "Threshold: the box threshold and the policy that chose it (`val`: chosen on the held-out split).",
+                *_grid_files(group),
                 f"Tidy table: `{csv_path.name}`. Regenerate: `wsolbench leaderboard --runs {runs_dir} --out {out_dir}"
                 f"{_name_option(name)}`.",
                 f"Pictures per row (maps and boxes, threshold curves, each loss term over the steps): [{stem}.html]({stem}.html), "

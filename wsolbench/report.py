@@ -31,7 +31,7 @@ from wsolbench.leaderboard import (MEASURES, _label, _reported_rows, board_stem,
                                    is_collapsed, leaderboard_table, reported_table)
 
 REPORT_DPI = 72  # figures are shown scaled to the page; 72 dpi keeps a page of ~10 rows near 1 MB
-SETTING_SKIP = ("run_id", "out", "num_workers", "seed", "device", "data_root")  # not settings of the row
+SETTING_SKIP = ("run_id", "out", "num_workers", "seed", "device", "data_root", "tensorboard")  # not settings of the row
 FOREST_MEASURES = ("gt_known_loc", "top1_cls")  # the forest plots, each where some run reports it
 
 
@@ -165,6 +165,8 @@ def _row_pictures(run_dir: Path, label: str, protocol: str, out_dir: Path, losse
     for name in ("show-test.png", "curves.png", "losses.png"):  # written by `wsolbench show`
         if (run_dir / name).is_file():
             row.links.append((name, _relative(run_dir / name, out_dir)))
+    if (run_dir / "tensorboard").is_dir():  # event files of `wsolbench run --tensorboard`
+        row.links.append((f"tensorboard/ (tensorboard --logdir {run_dir})", _relative(run_dir / "tensorboard", out_dir)))
     return row
 
 

@@ -1,4 +1,5 @@
-"""``wsolbench run`` (one run or a grid; with no arguments, the main job) and ``wsolbench eval RUN_DIR``."""
+"""``wsolbench run``: one run or a grid; with no arguments, the main job. What it trains is planned in
+``run_plan.py``, where the cells run is chosen in ``run_launch.py``."""
 from __future__ import annotations
 
 import os
@@ -13,17 +14,7 @@ from wsolbench.cli import BoxSearchOption, app
 from wsolbench.cli.eval_cmd import print_metrics
 from wsolbench.errors import WsolbenchError
 
-# The main job: every training method and the trivial baselines, three seeds each, on the synthetic set with a
-# small backbone (engine/defaults.py); the costliest cells first, so that no core idles at the end.
-MAIN_JOB_METHODS = ["spg", "i2c", "i2c-bpgc", "i2c-sc", "i2c-released", "acol-simplified", "cam", "has", "adl", "cutmix",
-                    "center-box", "full-image"]
-MAIN_JOB_SEEDS = [0, 1, 2]
-
-
-def MAIN_JOB_JOBS() -> int:  # noqa: N802 - one cell per core, each on one thread
-    from wsolbench.protocols.parallel import usable_cores
-
-    return usable_cores()
+MAIN_JOB = "main-job"  # the shipped grid file `wsolbench run` runs when no grid is given (configs/main-job.toml)
 
 
 def _opt(help_text: str, *names: str):
@@ -32,6 +23,10 @@ def _opt(help_text: str, *names: str):
 
 @app.command("run")
 def run_command(
+    ctx: typer.Context,
+    config: Annotated[Optional[str], _opt("A grid file (TOML; a shipped one by name: main-job, pretrained) whose keys are "
+                                          "these options, or a run's config.json to train that run again. "
+                                          "Options given here win over the file.", "--config")] = None,
     method: Annotated[Optional[list[str]], _opt("Method (repeatable). Default: the main job's methods.", "--method", "-m")] = None,
     backbone: Annotated[Optional[list[str]], _opt("Backbone (repeatable): a paper backbone or any timm CNN.", "--backbone", "-b")] = None,
     dataset: Annotated[Optional[list[str]], _opt("Dataset (repeatable). Default: synthetic.", "--dataset", "-d")] = None,
@@ -59,7 +54,12 @@ def run_command(
     workers: Annotated[Optional[int], _opt("Data loader worker processes (default: cores - 1 on CUDA, 0 on CPU).", "--workers")] = None,
     skip_bad: Annotated[bool, _opt("Skip bad samples (reported) instead of stopping.", "--skip-bad")] = False,
     no_progress: Annotated[bool, _opt("No progress bars.", "--no-progress")] = False,
-    leaderboard_out: Annotated[Path, _opt("Where the main job writes its leaderboard.", "--leaderboard-out")] = Path("leaderboards"),
+    tensorboard: Annotated[bool, _opt("TensorBoard event files in each run folder, written live (loss terms, rates, "
+                                      "val metrics, val maps): pip install 'wsolbench[tensorboard]'.", "--tensorboard")] = False,
+    leaderboard_out: Annotated[Optional[Path], _opt("Write the leaderboards of --out here at the end (the main job: "
+                                                    "leaderboards).", "--leaderboard-out")] = None,
+    board_name: Annotated[Optional[str], _opt("With --leaderboard-out: the boards' name in their file names "
+                                              "(DATASET-NAME-PROTOCOL.md).", "--board-name")] = None,
     explainers: Annotated[Optional[list[str]], _opt("Also score each run's classifier through this post-hoc explainer "
                                                     "(repeatable; a grid axis), e.g. gradcampp.", "--explainer")] = None,
     explainer_layer: Annotated[Optional[str], _opt("Explainer target layer (default: the backbone's last stage).",
@@ -74,67 +74,91 @@ def run_command(
     score_workers: Annotated[Optional[int], _opt("Processes scoring the boxes (default: the usable cores; "
                                                  "--workers is the data loader's).", "--score-workers")] = None,
     jobs: Annotated[Optional[int], _opt("Cells side by side on this machine, each with cores / N threads "
-                                        "(default: the main job one per core, else 1).", "--jobs", "-j")] = None,
+                                        "(0: one per core; default 1, one after another).", "--jobs", "-j")] = None,
 ):
-    """Train and evaluate method x backbone x dataset x seed; complete runs are skipped."""
+    """Train and evaluate method x backbone x dataset x seed; complete runs are skipped. With no grid, the main job."""
+    from wsolbench.engine.train import Interrupted
+
+    is_main = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 speaks and writes
+    console = Console(quiet=not is_main)
+    try:
+        if config is not None and config.endswith(".json"):
+            from wsolbench.cli.rerun import rerun
+
+            rerun(ctx, Path(config), console)
+            return
+        results, opts = _run_grid(ctx, config if config or method or backbone or dataset or resume else MAIN_JOB,
+                                  console, is_main)
+    except Interrupted as exc:
+        console.print(f"[yellow]{escape(str(exc))}[/]")
+        raise typer.Exit(130)
+    if results is None:  # --resume: one run, its metrics printed
+        return
+    _print_summary(console, results)
+    if opts["leaderboard_out"] is not None and is_main:
+        _write_boards(opts["out"], opts["leaderboard_out"], opts["board_name"], console)
+    if any(r.status == "failed" for r in results):
+        raise typer.Exit(1)
+
+
+def _run_grid(ctx: typer.Context, grid_file: str | None, console, is_main: bool):
+    """The grid of the command line over ``grid_file``'s keys: (a GridResult per cell, the options used)."""
+    from wsolbench.cli import grid_file as G
     from wsolbench.cli.run_launch import execute
     from wsolbench.cli.run_plan import plan_configs
     from wsolbench.cli.score import check_options
     from wsolbench.engine.rundir import CONFIG, read_json
     from wsolbench.engine.runconfig import RunConfig
     from wsolbench.engine.sweep import select
-    from wsolbench.engine.train import Interrupted, train_and_evaluate
+    from wsolbench.engine.train import train_and_evaluate
 
-    check_options(score_workers, box_search, "--score-workers")
-    if jobs is not None and jobs < 1:
-        raise WsolbenchError(f"--jobs {jobs}: must be at least 1")
-    is_main = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 speaks and writes
-    console = Console(quiet=not is_main)
-    main_job = not (method or backbone or dataset)
-    try:
-        if resume is not None:
-            cfg = RunConfig.from_dict(read_json(resume / CONFIG))
-            train_and_evaluate(cfg, resume=resume, console=console, show_progress=not no_progress)
-            print_metrics(console, resume)
-            return
-        given = dict(data_root=str(data_root) if data_root else None, epochs=epochs, batch_size=batch_size, lr=lr,
-                     protocol=protocol, threshold_policy=policy, input_size=input_size, pretrained=pretrained,
-                     output_stride=output_stride, box_search=box_search, score_workers=score_workers)
-        fixed = dict(out=str(out), device=device, amp=amp, channels_last=channels_last, num_workers=workers,
-                     skip_bad=skip_bad)
-        configs, grid, sweep_info = plan_configs(
-            method or (MAIN_JOB_METHODS if main_job else None), backbone, dataset, seeds or (MAIN_JOB_SEEDS if main_job else None),
-            given, fixed, settings, data_options, sweep_budget, sweep_seed)
-        results = execute(configs, console, launcher=launcher, max_parallel=max_parallel, slurm=slurm,
-                          cluster_config=cluster_config, jobs=jobs, default_jobs=MAIN_JOB_JOBS() if main_job else 1,
-                          show_progress=not no_progress)
-        if len(grid) > 1 and is_main:
-            _print_selection(console, select(configs, out, sweep_info), out)
-        if explainers:
-            from wsolbench.engine.reeval import explain_runs
+    path = G.resolve(grid_file) if grid_file else None
+    o = G.merge(ctx, path, run_command) if path else dict(ctx.params)
+    check_options(o["score_workers"], o["box_search"], "--score-workers")
+    if o["jobs"] is not None and o["jobs"] < 0:
+        raise WsolbenchError(f"--jobs {o['jobs']}: must be 0 (one per core) or more")
+    if o["tensorboard"]:  # a missing package: one line before any cell, not one per cell
+        from wsolbench.engine.tensorboard import summary_writer_class
 
-            explain_runs([r.run_dir for r in results if r.status != "failed" and r.cfg.method not in ("center-box", "full-image")],
-                         explainers, explainer_layer, console, device=device)
-    except Interrupted as exc:
-        console.print(f"[yellow]{escape(str(exc))}[/]")
-        raise typer.Exit(130)
-    _print_summary(console, results)
-    if main_job and is_main:
-        _write_boards(out, leaderboard_out, console)
-    if any(r.status == "failed" for r in results):
-        raise typer.Exit(1)
+        summary_writer_class()
+    if o["board_name"] is not None and o["leaderboard_out"] is None:
+        raise WsolbenchError("--board-name goes with --leaderboard-out (where the boards are written)")
+    if o["resume"] is not None:
+        cfg = RunConfig.from_dict(read_json(o["resume"] / CONFIG))
+        train_and_evaluate(cfg, resume=o["resume"], console=console, show_progress=not o["no_progress"])
+        print_metrics(console, o["resume"])
+        return None, o
+    given = {k: o[k] for k in ("epochs", "batch_size", "lr", "input_size", "pretrained", "output_stride", "box_search",
+                               "score_workers")}
+    given.update(data_root=str(o["data_root"]) if o["data_root"] else None, protocol=o["protocol"],
+                 threshold_policy=o["policy"])
+    fixed = dict(out=str(o["out"]), device=o["device"], amp=o["amp"], channels_last=o["channels_last"],
+                 num_workers=o["workers"], skip_bad=o["skip_bad"], grid_file=grid_file, tensorboard=o["tensorboard"])
+    configs, grid, sweep_info = plan_configs(o["method"], o["backbone"], o["dataset"], o["seeds"], given, fixed,
+                                             o["settings"], o["data_options"], o["sweep_budget"], o["sweep_seed"])
+    cluster_config = o["cluster_config"] or (o.get("slurm_file") if o["launcher"] == "slurm" else None)
+    results = execute(configs, console, launcher=o["launcher"], max_parallel=o["max_parallel"], slurm=o["slurm"],
+                      cluster_config=cluster_config, jobs=o["jobs"], show_progress=not o["no_progress"])
+    if len(grid) > 1 and is_main:
+        _print_selection(console, select(configs, o["out"], sweep_info), o["out"])
+    if o["explainers"]:
+        from wsolbench.engine.reeval import explain_runs
+
+        explain_runs([r.run_dir for r in results if r.status != "failed" and r.cfg.method not in ("center-box", "full-image")],
+                     o["explainers"], o["explainer_layer"], console, device=o["device"])
+    return results, o
 
 
-def _write_boards(out: Path, leaderboard_out: Path, console) -> None:
-    """The main job's end: the markdown leaderboards (printed) and the HTML pages beside them."""
+def _write_boards(out: Path, leaderboard_out: Path, name: str | None, console) -> None:
+    """The grid's end: the markdown leaderboards of ``out`` (printed) and the HTML pages beside them."""
     from wsolbench.leaderboard import write_leaderboards
     from wsolbench.report import write_reports
 
-    paths = write_leaderboards(out, leaderboard_out, console=console)
+    paths = write_leaderboards(out, leaderboard_out, console=console, name=name)
     for p in paths:
         if p.suffix == ".md":  # as written: markdown tables must not be re-wrapped to the terminal width
             console.print(p.read_text(), soft_wrap=True, markup=False, highlight=False)
-    write_reports(out, leaderboard_out, console=console, warn=False)
+    write_reports(out, leaderboard_out, console=console, warn=False, name=name)
 
 
 def _print_summary(console, results) -> None:

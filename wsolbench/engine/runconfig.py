@@ -15,7 +15,7 @@ from wsolbench.errors import WsolbenchError
 
 # fields that do not change a run's numbers, left out of its identity (regime: a record of where the
 # options came from; the options themselves are in the identity)
-NOT_IDENTITY = ("num_workers", "out", "box_search", "score_workers", "regime")
+NOT_IDENTITY = ("num_workers", "out", "box_search", "score_workers", "regime", "grid_file", "tensorboard")
 
 
 @dataclass
@@ -51,6 +51,8 @@ class RunConfig:
     box_search: str = "fast"  # fast | reference: how the protocol finds boxes (same numbers; docs/scoring.md)
     score_workers: int | None = None  # processes scoring the boxes; None: the usable cores
     regime: str | None = None  # the backbone family's --pretrained row that set options (backbones/families.py)
+    tensorboard: bool = False  # --tensorboard: live event files in RUN_DIR/tensorboard/ (engine/tensorboard.py)
+    grid_file: str | None = None  # the grid file (wsolbench run --config) the run came from, if any
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

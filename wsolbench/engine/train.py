@@ -264,6 +264,7 @@ class Run:
     global_step: int = 0
     train_images: int = 0
     collapse: str | None = None  # why training collapsed (flagged in metrics.json and the leaderboard), or None
+    board: object = None  # --tensorboard on rank 0: engine.tensorboard.RunBoard; else None (nothing imported)
 
     @property
     def method(self) -> torch.nn.Module:
@@ -279,6 +280,10 @@ def _train_and_evaluate(cfg: RunConfig, resume: Path | None, console, show_progr
     else:
         _start_fresh(run)
     _prepare_training(run)
+    if cfg.tensorboard and info.is_main and run.sampler is not None:  # something trains: RUN_DIR/tensorboard/
+        from wsolbench.engine.tensorboard import RunBoard
+
+        run.board = RunBoard(run.run_dir, purge_step=run.global_step + 1)  # resumed: steps after the checkpoint hidden
     t_train = time.perf_counter()
     try:
         for epoch in range(run.epoch, run.epochs):
@@ -295,6 +300,9 @@ def _train_and_evaluate(cfg: RunConfig, resume: Path | None, console, show_progr
             save_torch(run.run_dir / R.CHECKPOINT, _checkpoint(run.method, run.optimizer, run.epoch, run.batch,
                                                                run.global_step, run.run_id, run.scaler))
         raise Interrupted(run.run_dir) from None
+    finally:
+        if run.board is not None:
+            run.board.close()
     train_s = time.perf_counter() - t_train
     if (run.optimizer is None or not run.epochs) and info.is_main:  # nothing trained (a baseline, --epochs 0): a checkpoint for eval
         save_torch(run.run_dir / R.CHECKPOINT, _checkpoint(run.method, None, 0, 0, 0, run.run_id))
@@ -425,6 +433,8 @@ def _train_epoch(run: Run, epoch: int, show_progress: bool) -> dict:
             correct += int((out.logits.argmax(1) == labels).sum()) if out.logits is not None else 0
             if info.is_main:
                 _append_jsonl(run.run_dir / R.STEPS, record)
+                if run.board is not None:
+                    run.board.step(record, run.optimizer)
                 progress.advance(record)
     D.average_batchnorm_stats(method)  # one model on every rank: evaluated, checkpointed
     sums, n_seen, correct = _sum_over_ranks(sums, n_seen, correct)
@@ -484,6 +494,8 @@ def _validate_and_checkpoint(run: Run, epoch: int, epoch_record: dict) -> None:
     rng_ranks = D.all_gather_object(_rng_state(run.device))  # after the val loader drew its seed
     if info.is_main:
         _append_jsonl(run.run_dir / R.EPOCHS, epoch_record)
+        if run.board is not None:
+            run.board.epoch(epoch_record, run)
         save_torch(run.run_dir / R.CHECKPOINT, _checkpoint(run.method, run.optimizer, epoch + 1, 0, run.global_step,
                                                            run.run_id, run.scaler, rng_ranks))
         run.log(_epoch_line(epoch_record))

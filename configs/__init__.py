@@ -1,0 +1,1 @@
+"""Shipped grid files (``wsolbench run --config NAME``): the main job and the papers' regime."""
