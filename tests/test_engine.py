@@ -268,8 +268,21 @@ def test_collapse_is_flagged_kept_and_evaluated_not_raised(synth, tmp_path):
     assert val[-1] >= 50 and json.loads((healthy / R.METRICS).read_text())["collapse"] is None
 
 
-def test_near_chance_is_below_twice_chance():
-    from wsolbench.engine.train import near_chance
+def test_near_chance_is_below_twice_chance_and_a_fall_is_below_half_the_best():
+    from wsolbench.engine.collapse import fell, near_chance
 
     assert near_chance(24.9, 8) == "val Top-1 Cls 24.9% ends near chance (12.5%)"
     assert near_chance(25.0, 8) is None and near_chance(None, 8) is None
+    assert fell([40.0, 96.0, 94.0, 35.9]) == "val Top-1 Cls fell from 96.0% (epoch 2) to 35.9% (epoch 4)"
+    assert fell([40.0, 96.0, 94.0, 48.0]) is None and fell([10.0]) is None and fell([]) is None
+
+
+def test_a_fall_is_read_from_the_epochs_of_any_run(tmp_path):
+    """The leaderboard applies the fall rule to runs whose metrics.json predates it (or says healthy)."""
+    from wsolbench.engine.collapse import run_collapse
+
+    (tmp_path / R.EPOCHS).write_text("".join(json.dumps({"epoch": i, "val": {"top1_cls": v}}) + "\n"
+                                             for i, v in enumerate([50.0, 95.0, 33.6])))
+    assert run_collapse(tmp_path, None) == "val Top-1 Cls fell from 95.0% (epoch 2) to 33.6% (epoch 3)"
+    assert run_collapse(tmp_path, "loss not finite at epoch 1 step 2") == "loss not finite at epoch 1 step 2"
+    assert run_collapse(tmp_path / "none", None) is None

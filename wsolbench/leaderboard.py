@@ -18,6 +18,7 @@ import pandas as pd
 
 from wsolbench.engine import rundir as R
 from wsolbench.engine.atomic import write_text
+from wsolbench.engine.collapse import run_collapse
 from wsolbench.engine.runconfig import NOT_IDENTITY
 from wsolbench.errors import WsolbenchError
 from wsolbench.engine.sweep import leaderboard_rows
@@ -90,7 +91,8 @@ def collect_runs(runs_dir: Path, run_dirs: dict | None = None) -> tuple[pd.DataF
                 "epochs": config.get("epochs"), "commit": metrics.get("commit"), "run_id": run_id,
                 "grid_file": config.get("grid_file"),  # wsolbench run --config FILE, if it came from one
                 "config": config_id,  # runs that differ only in seed share it, and are averaged together
-                "collapse": _collapse(primary),  # a property of the training: the same on every protocol's row
+                # a property of the training: the same on every protocol's row
+                "collapse": _collapse(run_collapse(run_dir, primary.get("collapse"))),
             }
             for key in [m for m, _ in MEASURES] + ["maxboxacc", "top5_cls", "pxap"]:
                 row[key] = metrics.get(key)
@@ -100,9 +102,8 @@ def collect_runs(runs_dir: Path, run_dirs: dict | None = None) -> tuple[pd.DataF
                           ignore_index=True), problems
 
 
-def _collapse(metrics: dict) -> str:
-    """The run's collapse reason, or "" (healthy; older runs have no key)."""
-    value = metrics.get("collapse")
+def _collapse(value: str | None) -> str:
+    """The run's collapse reason on one line, or "" (healthy)."""
     return "" if value is None else " ".join(str(value).split())  # one line in the table and the CSV
 
 

@@ -224,14 +224,12 @@ def _metrics_json(regime: Regime, run_id: str) -> dict:
 
 
 def collapse_of(regime: Regime, rows: pd.DataFrame) -> tuple[list[str], int]:
-    """(``seed N: reason`` per collapsed seed, number of seeds whose metrics.json carries no "collapse" key)."""
-    collapsed, unrecorded = [], 0
-    for run_id, seed in zip(rows["run_id"], rows["seed"]):
-        metrics = _metrics_json(regime, run_id)
-        if "collapse" not in metrics:
-            unrecorded += 1
-        elif metrics["collapse"]:
-            collapsed.append(f"seed {seed}: {metrics['collapse']}")
+    """(``seed N: reason`` per collapsed seed, as the leaderboard marks them; the number of seeds whose
+    metrics.json predates the collapse record)."""
+    from wsolbench.leaderboard import is_collapsed
+
+    collapsed = [f"seed {seed}: {why}" for seed, why in zip(rows["seed"], rows["collapse"]) if is_collapsed(why)]
+    unrecorded = sum("collapse" not in _metrics_json(regime, run_id) for run_id in rows["run_id"])
     return collapsed, unrecorded
 
 

@@ -27,11 +27,6 @@ from wsolbench.errors import WsolbenchError
 from wsolbench.stats import write_run_records
 
 
-# A run whose final val Top-1 Cls is below this multiple of chance (100 / classes) is flagged as collapsed:
-# on the synthetic set's 128 val images (8 classes) twice chance is 4 standard deviations above chance.
-NEAR_CHANCE = 2.0
-
-
 class _Collapsed(Exception):
     """The loss became non-finite: training stops with the weights of the last finite step."""
 
@@ -514,9 +509,11 @@ def _final_evaluation(run: Run) -> tuple[list, dict, list[dict]]:
             for s in ("val", "test")}
     results = [{**p.summarize(accs["test"][i], accs["val"][i], policy=run.cfg.threshold_policy), **checks["test"].summary()}
                for i, p in enumerate(protocols)]
-    if run.collapse is None and run.optimizer is not None and run.epochs:
+    if run.collapse is None and run.optimizer is not None and run.epochs and run.info.is_main:
+        from wsolbench.engine.collapse import fell, near_chance, val_top1_by_epoch
+
         run.collapse = near_chance(setup.protocol.summarize(accs["val"][0], None, policy="test-optimal").get("top1_cls"),
-                                   setup.dataset.num_classes)
+                                   setup.dataset.num_classes) or fell(val_top1_by_epoch(run.run_dir))
     message = checks["test"].warning()
     if message:
         run.log(f"[yellow]{message}[/]")
@@ -547,14 +544,6 @@ def _finish_run(run: Run, protocols: list, accs: dict, results: list[dict], *, t
 
     write_val_figure(run_dir, setup.protocol, accs["val"][0], run.run_id)
     write_json(run_dir / R.METRICS, {**results[0], **about})  # last: marks the run complete
-
-
-def near_chance(val_top1_cls: float | None, num_classes: int) -> str | None:
-    """The collapse flag of a trained classifier whose val Top-1 Cls ends below ``NEAR_CHANCE`` x chance."""
-    chance = 100.0 / num_classes
-    if val_top1_cls is None or val_top1_cls >= NEAR_CHANCE * chance:
-        return None
-    return f"val Top-1 Cls {val_top1_cls:.1f}% ends near chance ({chance:.1f}%)"
 
 
 def _fingerprint(splits: dict) -> dict:
