@@ -242,21 +242,10 @@ def _collapse_cell(regime: Regime, rows: pd.DataFrame) -> str:
 
 def final_val_top1_cls(regime: Regime, run_id: str) -> float | None:
     """The last epoch's val Top-1 Cls from the run's epochs.jsonl (None when it has none)."""
-    path = Path(regime.run_dirs.get(run_id, "")) / "epochs.jsonl"
-    value = None
-    try:
-        lines = path.read_text().splitlines()
-    except OSError:
-        return None
-    for line in lines:
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        v = (record.get("val") or {}).get("top1_cls") if isinstance(record, dict) else None
-        if v is not None:
-            value = float(v)
-    return value
+    from wsolbench.engine.collapse import val_top1_by_epoch
+
+    values = val_top1_by_epoch(Path(regime.run_dirs.get(run_id, "")))
+    return values[-1] if values else None
 
 
 def verdict(paper_diff: float | None, span) -> str:

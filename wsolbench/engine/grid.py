@@ -61,21 +61,37 @@ def run_grid(configs: list[RunConfig], console, show_progress=True, train=None) 
     return results
 
 
-def _run_cell(i, cfg, configs, console, show_progress, train, claims) -> GridResult:
-    from wsolbench.engine.train import Interrupted
-
+def skip_or_claim(head: str, cfg: RunConfig, console, claims) -> GridResult | None:
+    """The result of a cell that is complete or that another launch holds; None when this loop now holds it."""
     run_dir = Path(cfg.out) / cfg.dataset / cfg.run_id()
-    head = cell_head(i, len(configs), cfg)
     if R.is_complete(run_dir, cfg.run_id()):
-        console.print(f"{head}: complete, skipped ({run_dir})")
+        console.print(f"{head}: complete, skipped ({run_dir})", highlight=False)
         return GridResult(cfg, run_dir, "skipped")
     holder = claims.take(cfg)
     if holder:
         console.print(f"{head}: running in another launch ({holder}), left to it", highlight=False)
         return GridResult(cfg, run_dir, "elsewhere", holder)
+    return None
+
+
+def crash_message(exc: Exception, run_dir: Path) -> str:
+    """One line for a crash (not a WsolbenchError); its traceback goes to RUN_DIR/error.txt."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "error.txt").write_text(traceback.format_exc())
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} (traceback in {run_dir / 'error.txt'})"
+
+
+def _run_cell(i, cfg, configs, console, show_progress, train, claims) -> GridResult:
+    from wsolbench.engine.train import Interrupted
+
+    run_dir = Path(cfg.out) / cfg.dataset / cfg.run_id()
+    head = cell_head(i, len(configs), cfg)
+    skipped = skip_or_claim(head, cfg, console, claims)
+    if skipped is not None:
+        return skipped
     console.rule(head)
     t0 = time.perf_counter()
-    resume = run_dir if (run_dir / R.CHECKPOINT).exists() and (run_dir / R.CONFIG).exists() else None
+    resume = R.resume_point(run_dir)
     try:
         train(cfg, resume=resume, console=console, show_progress=show_progress)
         claims.release(cfg, "done")
@@ -88,9 +104,7 @@ def _run_cell(i, cfg, configs, console, show_progress, train, claims) -> GridRes
         claims.release(cfg, "failed", str(exc))
         return GridResult(cfg, run_dir, "failed", str(exc), time.perf_counter() - t0)
     except Exception as exc:  # noqa: BLE001 - one run's crash must not end the grid
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "error.txt").write_text(traceback.format_exc())
-        msg = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} (traceback in {run_dir / 'error.txt'})"
+        msg = crash_message(exc, run_dir)
         console.print(f"[red]failed:[/] {head}: {msg}", highlight=False)
         claims.release(cfg, "failed", msg)
         return GridResult(cfg, run_dir, "failed", msg, time.perf_counter() - t0)

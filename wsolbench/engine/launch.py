@@ -188,7 +188,7 @@ def _train(spec: dict):
         if cfg.score_workers is None:
             cfg = dataclasses.replace(cfg, score_workers=spec["threads"])
     run_dir = Path(spec["runs"]) / cfg.dataset / cfg.run_id()
-    resume = run_dir if (run_dir / R.CHECKPOINT).exists() and (run_dir / R.CONFIG).exists() else None
+    resume = R.resume_point(run_dir)
     is_main = int(os.environ.get("RANK", "0")) == 0
     return train_and_evaluate(cfg, resume=resume, console=Console(quiet=not is_main), show_progress=False)
 

@@ -33,6 +33,11 @@ def read_json(path: Path) -> dict:
         raise WsolbenchError(f"{path}: not valid JSON ({exc})") from None
 
 
+def resume_point(run_dir: Path) -> Path | None:
+    """``run_dir`` when an interrupted run there can be resumed (a checkpoint and its config), else None."""
+    return run_dir if (run_dir / CHECKPOINT).exists() and (run_dir / CONFIG).exists() else None
+
+
 def is_complete(run_dir: Path, run_id: str | None = None) -> bool:
     """A run is complete when its metrics.json parses and belongs to the expected run id."""
     try:

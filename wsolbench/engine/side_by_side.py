@@ -16,7 +16,6 @@ import multiprocessing
 import os
 import signal
 import time
-import traceback
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from rich.markup import escape
 
 from wsolbench.engine import rundir as R
 from wsolbench.engine.claims import CellClaims
-from wsolbench.engine.grid import GridResult, cell_head
+from wsolbench.engine.grid import GridResult, cell_head, crash_message, skip_or_claim
 from wsolbench.errors import WsolbenchError
 
 
@@ -65,11 +64,7 @@ def _train_cell(cfg_dict: dict, resume: str | None, threads: int) -> tuple[str, 
     except WsolbenchError as exc:
         return "failed", str(exc)
     except Exception as exc:  # noqa: BLE001 - one cell's crash must not end the grid
-        run_dir = Path(cfg.out) / cfg.dataset / cfg.run_id()
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "error.txt").write_text(traceback.format_exc())
-        first = str(exc).splitlines()[0] if str(exc) else ""
-        return "failed", f"{type(exc).__name__}: {first} (traceback in {run_dir / 'error.txt'})"
+        return "failed", crash_message(exc, Path(cfg.out) / cfg.dataset / cfg.run_id())
 
 
 def _outcome_line(run_dir: Path) -> str:
@@ -92,17 +87,11 @@ def run_side_by_side(configs: list, console, jobs: int, plugins=()) -> list[Grid
     try:
         for i, cfg in enumerate(configs):
             run_dir = Path(cfg.out) / cfg.dataset / cfg.run_id()
-            head = cell_head(i + 1, len(configs), cfg)
-            if R.is_complete(run_dir, cfg.run_id()):
-                console.print(f"{head}: complete, skipped ({run_dir})", highlight=False)
-                results[i] = GridResult(cfg, run_dir, "skipped")
+            skipped = skip_or_claim(cell_head(i + 1, len(configs), cfg), cfg, console, claims)
+            if skipped is not None:
+                results[i] = skipped
                 continue
-            holder = claims.take(cfg)
-            if holder:
-                console.print(f"{head}: running in another launch ({holder}), left to it", highlight=False)
-                results[i] = GridResult(cfg, run_dir, "elsewhere", holder)
-                continue
-            resume = run_dir if (run_dir / R.CHECKPOINT).exists() and (run_dir / R.CONFIG).exists() else None
+            resume = R.resume_point(run_dir)
             running[pool.submit(_train_cell, cfg.to_dict(), str(resume) if resume else None, threads)] = \
                 (i, cfg, run_dir, time.perf_counter())
         for future in as_completed(running):
