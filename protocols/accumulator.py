@@ -60,7 +60,8 @@ class LocalizationAccumulator:
     def reset(self) -> None:
         n_t, n_i = len(self.thresholds), len(self.iou_thresholds)
         z = lambda *shape, dtype=torch.int64: torch.zeros(shape, dtype=dtype)  # noqa: E731
-        self.states: dict[str, torch.Tensor] = {
+        self._pending: dict[str, list] = {k: [] for k, r in STATE_REDUCTIONS.items() if r == "cat"}
+        self._states: dict[str, torch.Tensor] = {
             "n_images": z(), "gt_known": z(n_i, n_t),
             "n_labeled": z(), "top1_cls": z(), "top5_cls": z(), "top1_loc": z(n_t), "top5_loc": z(n_t),
             "n_masks": z(), "mask_pos_hist": z(n_t + 2, dtype=torch.float64), "mask_neg_hist": z(n_t + 2, dtype=torch.float64),
@@ -70,10 +71,19 @@ class LocalizationAccumulator:
             "img_mask_hist": z(0, 2, 0, dtype=torch.uint16),
         }
 
+    @property
+    def states(self) -> dict[str, torch.Tensor]:
+        """Every state; the per-image rows of the batches added since the last look are concatenated now, once
+        (appending them batch by batch would copy the whole table at every batch: quadratic in the images)."""
+        for key, parts in self._pending.items():
+            if parts:
+                self._states[key] = cat_rows(key, [self._states[key], *parts])
+                parts.clear()
+        return self._states
+
     def __getattr__(self, name: str):
-        states = self.__dict__.get("states", {})
-        if name in states:
-            return states[name]
+        if name in STATE_REDUCTIONS and "_states" in self.__dict__:
+            return self.states[name]
         raise AttributeError(name)
 
     # --- one batch -------------------------------------------------------------------------------
@@ -97,7 +107,8 @@ class LocalizationAccumulator:
         indices = -np.ones(n, np.int64) if indices is None else _numpy(indices).astype(np.int64).reshape(-1)
         if indices.shape != (n,):
             raise WsolbenchError(f"indices must hold one index per map ({n}), got {indices.size}")
-        gt_known = np.zeros(self.states["gt_known"].shape, np.int64)
+        sums = self._states  # the sums only: the per-image rows of this batch are queued below
+        gt_known = np.zeros(sums["gt_known"].shape, np.int64)
         top1_loc = np.zeros(len(self.thresholds), np.int64)
         top5_loc = np.zeros(len(self.thresholds), np.int64)
         n_t = len(self.thresholds)
@@ -119,14 +130,14 @@ class LocalizationAccumulator:
             if labels is not None and top5 is not None:
                 label, ranked = labels[b], top5[b]
                 in_top5 = np.flatnonzero(ranked == label)
-                self.states["n_labeled"] += 1
+                sums["n_labeled"] += 1
                 img_flags[0, b] = True
                 if ranked[0] == label:
                     img_flags[1, b] = True
-                    self.states["top1_cls"] += 1
+                    sums["top1_cls"] += 1
                     top1_loc += hits[i05]
                 if in_top5.size:
-                    self.states["top5_cls"] += 1
+                    sums["top5_cls"] += 1
                     class_map = None if top5_maps is None else top5_maps[b, in_top5[0]]
                     if class_map is not None and not np.array_equal(class_map, maps[b]):
                         # the map of the matching class among the five, when it is not the true-class map
@@ -138,20 +149,20 @@ class LocalizationAccumulator:
                     img_top5_hits[b] = class_hits
             if masks is not None and masks[b] is not None:
                 pos, neg = self.protocol.mask_histograms(maps[b], height, width, _numpy(masks[b]), b, scoremap)
-                self.states["mask_pos_hist"] += torch.from_numpy(pos)
+                sums["mask_pos_hist"] += torch.from_numpy(pos)
                 img_mask_hist[b, 0], img_mask_hist[b, 1] = pos, neg
-                self.states["mask_neg_hist"] += torch.from_numpy(neg)
-                self.states["n_masks"] += 1
-        self.states["n_images"] += n
-        self.states["gt_known"] += torch.from_numpy(gt_known)
-        self.states["top1_loc"] += torch.from_numpy(top1_loc)
-        self.states["top5_loc"] += torch.from_numpy(top5_loc)
+                sums["mask_neg_hist"] += torch.from_numpy(neg)
+                sums["n_masks"] += 1
+        sums["n_images"] += n
+        sums["gt_known"] += torch.from_numpy(gt_known)
+        sums["top1_loc"] += torch.from_numpy(top1_loc)
+        sums["top5_loc"] += torch.from_numpy(top5_loc)
         rows = {"img_index": torch.from_numpy(indices), "img_hits": torch.from_numpy(np.packbits(img_hits, axis=-1)),
                 "img_labeled": torch.from_numpy(img_flags[0]), "img_top1": torch.from_numpy(img_flags[1]),
                 "img_top5": torch.from_numpy(img_flags[2]),
                 "img_top5_hits": torch.from_numpy(np.packbits(img_top5_hits, axis=-1))}
-        for key, value in {**rows, "img_mask_hist": img_mask_hist}.items():
-            self.states[key] = cat_rows(key, [self.states[key], value])
+        for key, value in {**rows, "img_mask_hist": torch.from_numpy(img_mask_hist)}.items():
+            self._pending[key].append(value)
 
     # --- combining -------------------------------------------------------------------------------
     def _check_same(self, other: "LocalizationAccumulator") -> None:
@@ -163,7 +174,7 @@ class LocalizationAccumulator:
         self._check_same(other)
         for key in self.states:
             if STATE_REDUCTIONS[key] == "cat":
-                self.states[key] = cat_rows(key, [self.states[key], other.states[key]])
+                self._pending[key].append(other.states[key])
             else:
                 self.states[key] = self.states[key] + other.states[key]
         return self

@@ -81,3 +81,27 @@ def test_every_listed_explainer_exists_in_the_package():
     import pytorch_grad_cam
 
     assert all(hasattr(pytorch_grad_cam, cls) for cls in EXPLAINERS.values())
+
+
+@pytest.mark.parametrize("name", ["gradcam", "gradcampp", "xgradcam", "layercam", "hirescam", "eigencam"])
+@pytest.mark.parametrize("method_name, layer", [("cam", None), ("acol", None), ("cam", "backbone.features.layer3")])
+def test_batched_maps_equal_the_package_one_pair_at_a_time(name, method_name, layer):
+    """One forward pass and a backward per rank through the layers after the target give the package's maps."""
+    torch.manual_seed(0)
+    method = build_method(method_name, build_backbone("test_resnet"), 5).eval()
+    images = torch.randn(4, 3, 32, 32)
+    classes = torch.tensor([[1, 4, 0], [0, 0, 2], [3, 2, 3], [4, 1, 2]])  # repeats: a pair is computed once
+    fast = Explained(method, name, layer=layer)
+    assert fast.batched
+    with torch.no_grad():  # as the evaluation loop calls it
+        out = fast(images)
+    maps = fast.maps(out, classes)
+    assert torch.equal(out.logits, method(images).logits)
+    assert all(p.requires_grad for p in method.parameters())  # frozen for the pass only
+    reference = Explained(method, name, layer=layer, batched=False)
+    for i in range(len(images)):  # the package, one (image, class) pair per call
+        for k in range(classes.shape[1]):
+            with torch.no_grad():
+                one = reference(images[i:i + 1])
+            expected = reference.maps(one, classes[i:i + 1, k:k + 1])[0, 0]
+            np.testing.assert_allclose(maps[i, k].numpy(), expected.numpy(), rtol=1e-4, atol=1e-5)

@@ -7,6 +7,14 @@ of the method, e.g. ``backbone.features.layer3``). Maps are the package's output
 min-max scaled per image and resized to the network input. Explainers that need many forward
 passes (Score-CAM, Ablation-CAM) run them in batches of ``batch_size``.
 
+The explainers that read only the target layer's activations and gradients (``BATCHED``: Grad-CAM, Grad-CAM++,
+XGrad-CAM, LayerCAM, HiRes-CAM, ...) run one forward pass per batch, whose graph starts at the target layer
+(the layer's output is cut loose as a leaf, every parameter is frozen), and one backward pass through the
+part after the layer per rank of the (image, class) pairs the evaluation asks for (true class + top 5: at
+most 6); the package's own code turns those activations and gradients into maps. The package's way, a
+forward and a backward through the whole network per pair, gives the same maps at several times the cost
+and keeps every layer's activations for the backward (benchmarks/bench_eval_scale.py).
+
     wsolbench eval RUN --explainer gradcampp            # writes RUN/eval-PROTOCOL-gradcampp.json
     wsolbench run -m cam --explainer gradcam --explainer scorecam ...   # explainers as a grid axis
 """
@@ -14,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -29,6 +36,8 @@ EXPLAINERS = {
     "ablationcam": "AblationCAM", "fullgrad": "FullGrad", "gradcamelementwise": "GradCAMElementWise",
 }
 DEFAULT_LAYER = "backbone"
+# explainers whose map is a function of the target layer's activations and gradients only
+BATCHED = {"gradcam", "gradcampp", "xgradcam", "layercam", "hirescam", "gradcamelementwise", "eigencam", "eigengradcam"}
 
 
 def explainer_class(name: str):
@@ -55,7 +64,8 @@ class _Logits(nn.Module):
 class Explained(nn.Module):
     """A trained method whose maps come from an explainer (evaluation only)."""
 
-    def __init__(self, method: nn.Module, explainer: str, layer: str | None = None, batch_size: int = 64):
+    def __init__(self, method: nn.Module, explainer: str, layer: str | None = None, batch_size: int = 64,
+                 batched: bool | None = None):
         super().__init__()
         self.cam_class = explainer_class(explainer)
         if not getattr(method, "needs_backbone", True):
@@ -67,27 +77,80 @@ class Explained(nn.Module):
             raise WsolbenchError(f"--explainer-layer {self.layer_name}: no such module in the method (e.g. {examples})")
         self.method, self.explainer, self.batch_size = method, explainer, batch_size
         self.layer = modules[self.layer_name]
+        # batched=False forces the package's one-call-per-rank way (the reference the tests compare with)
+        self.batched = explainer in BATCHED if batched is None else batched and explainer in BATCHED
         if explainer == "fullgrad":
             self.layer_name = "(every bias: FullGrad ignores the layer)"
         self.model = _Logits(method)
 
+    @property
+    def wrapped(self) -> nn.Module:
+        """The trained method itself (its logits, without the explainer's work)."""
+        return self.method
+
     def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None):
-        out = self.method(images)
-        out.images, out.cache = images, {}  # maps() explains these images; (image, class) -> map
+        if not self.batched:
+            out = self.method(images)
+            out.images, out.cache = images, {}  # maps() explains these images; (image, class) -> map
+            return out
+        captured = []
+
+        def cut(module, inputs, output):  # the graph starts at the layer's output: only the part after it is kept
+            if captured:
+                raise WsolbenchError(f"--explainer-layer {self.layer_name}: runs more than once per forward pass")
+            captured.append(output.detach().requires_grad_(True))
+            return captured[0]
+
+        frozen = [p for p in self.method.parameters() if p.requires_grad]
+        for p in frozen:
+            p.requires_grad_(False)
+        handle = self.layer.register_forward_hook(cut)
+        try:
+            with torch.enable_grad():
+                out = self.method(images)
+        finally:
+            handle.remove()
+            for p in frozen:
+                p.requires_grad_(True)
+        if not captured or not isinstance(captured[0], torch.Tensor):
+            raise WsolbenchError(f"--explainer-layer {self.layer_name}: not run by the forward pass, or not a tensor")
+        out.images, out.cache, out.layer_output = images, {}, captured[0]
         return out
 
+    def _package_cam(self):
+        with contextlib.redirect_stdout(io.StringIO()):  # FullGrad prints that it ignores the layer, every time
+            return self.cam_class(model=self.model, target_layers=[self.layer])
+
     def explain(self, images: torch.Tensor, classes) -> np.ndarray:
-        """The package's maps (n x H x W) of ``classes[i]`` for ``images[i]``."""
+        """The package's maps (n x H x W) of ``classes[i]`` for ``images[i]``: its forward and backward passes."""
         from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-        with contextlib.redirect_stdout(io.StringIO()):  # FullGrad prints that it ignores the layer, every time
-            cam = self.cam_class(model=self.model, target_layers=[self.layer])
+        cam = self._package_cam()
         cam.batch_size = self.batch_size  # Score-CAM, Ablation-CAM: forward passes per batch
         try:
             with torch.enable_grad():
                 return cam(input_tensor=images, targets=[ClassifierOutputTarget(int(c)) for c in classes])
         finally:
             cam.activations_and_grads.release()
+
+    def explain_batched(self, out, rows: list[int], classes: list[int]) -> np.ndarray:
+        """The same maps from the forward pass already run: the gradients of the logits of ``classes`` at the
+        layer's output (one backward pass through the layers after it), turned into maps by the package's code."""
+        leaf = out.layer_output
+        grads = None
+        if self.explainer != "eigencam":  # the one map of activations alone
+            picked = torch.zeros_like(out.logits)
+            picked[rows, classes] = 1.0
+            with torch.enable_grad():
+                (grads,) = torch.autograd.grad(out.logits, leaf, grad_outputs=picked, retain_graph=True, allow_unused=True)
+            if grads is None:
+                raise WsolbenchError(f"--explainer-layer {self.layer_name}: the logits do not depend on it")
+            grads = grads[rows].detach().float().cpu()
+        cam = self._package_cam()
+        cam.activations_and_grads.release()  # no hooks: the package's code only turns arrays into maps
+        cam.activations_and_grads.activations = [leaf[rows].detach().float().cpu()]
+        cam.activations_and_grads.gradients = [] if grads is None else [grads]
+        return cam.aggregate_multi_layers(cam.compute_cam_per_layer(out.images[rows], None, False))
 
     def maps(self, out, classes: torch.Tensor) -> torch.Tensor:
         """B x k x H x W maps; an (image, class) pair asked again (true class among the top 5) is not recomputed."""
@@ -102,12 +165,8 @@ class Explained(nn.Module):
             rounds.extend([] for _ in range(r + 1 - len(rounds)))
             rounds[r].append((i, c))
         for batch in rounds:
-            rows = [i for i, _ in batch]
-            maps = self.explain(out.images[rows], [c for _, c in batch])
+            rows, cls = [i for i, _ in batch], [c for _, c in batch]
+            maps = self.explain_batched(out, rows, cls) if self.batched else self.explain(out.images[rows], cls)
             out.cache.update({p: torch.from_numpy(np.asarray(m, dtype=np.float32)) for p, m in zip(batch, maps)})
         b, k = classes.shape
         return torch.stack([out.cache[p] for p in pairs]).reshape(b, k, *out.cache[pairs[0]].shape)
-
-
-def explained_metrics_name(protocol: str, explainer: str) -> str:
-    return f"eval-{protocol}-{explainer}.json"

@@ -53,7 +53,8 @@ def _records(row, run_dir: Path | None) -> S.Records | None:
     if run_dir is None:
         return None
     try:
-        rec = S.load_records(run_dir, row.protocol, row.policy, row.threshold)
+        variant = row.variant if isinstance(getattr(row, "variant", None), str) else ""
+        rec = S.load_records(run_dir, row.protocol, row.policy, row.threshold, variant)
     except WsolbenchError:
         return None
     if pd.isna(row.gt_known_loc) or abs(S.full_sample(rec, "gt_known_loc") - float(row.gt_known_loc)) > 1e-6:

@@ -28,7 +28,8 @@ MEASURES = [("top1_loc", "Top-1 Loc"), ("top5_loc", "Top-5 Loc"), ("gt_known_loc
 REPORTED_METRICS = {"top1_loc_err": "top1_loc", "top5_loc_err": "top5_loc", "gt_known_loc_err": "gt_known_loc",
                     "top1_cls_err": "top1_cls", "top5_cls_err": "top5_cls"}
 INTERVAL_MEASURES = [*[m for m, _ in MEASURES], "maxboxacc", "top5_cls", "pxap"]  # pxap: where the runs had masks
-TIDY_COLUMNS = ["dataset", "protocol", "method", "backbone", "config", "seed", "policy", "threshold", "box_rule",
+TIDY_COLUMNS = ["dataset", "protocol", "method", "backbone", "config", "seed", "policy", "cls_views", "variant",
+                "threshold", "box_rule",
                 "epochs", *[m for m, _ in MEASURES], "maxboxacc", "top5_cls", "pxap", "commit", "run_id", "grid_file",
                 "collapse",  # why training collapsed; empty for a healthy run
                 *[f"{m}_{side}" for m in INTERVAL_MEASURES for side in ("low", "high")]]  # 95% bootstrap interval
@@ -78,15 +79,15 @@ def collect_runs(runs_dir: Path, run_dirs: dict | None = None) -> tuple[pd.DataF
         all_metrics = [primary]
         for extra in sorted(run_dir.glob("eval-*.json")):
             metrics = _read_metrics(extra, run_id, problems)
-            same = metrics and not metrics.get("explainer") and \
+            same = metrics and not metrics.get("explainer") and not metrics.get("variant") and \
                 (metrics.get("protocol"), metrics.get("policy")) == (primary.get("protocol"), primary.get("policy"))
             if metrics is not None and not same:
                 all_metrics.append(metrics)
         for metrics in all_metrics:
             row = {
-                "dataset": config["dataset"], "protocol": metrics.get("protocol"),
-                "method": config["method"] + (f" + {metrics['explainer']}" if metrics.get("explainer") else ""),
+                "dataset": config["dataset"], "protocol": metrics.get("protocol"), "method": row_label(config["method"], metrics),
                 "backbone": config["backbone"], "seed": config["seed"], "policy": metrics.get("policy"),
+                "cls_views": metrics.get("cls_views", "one view"), "variant": metrics.get("variant", metrics.get("explainer", "")),
                 "threshold": metrics.get("threshold"), "box_rule": metrics.get("box_rule"),
                 "epochs": config.get("epochs"), "commit": metrics.get("commit"), "run_id": run_id,
                 "grid_file": config.get("grid_file"),  # wsolbench run --config FILE, if it came from one
@@ -100,6 +101,15 @@ def collect_runs(runs_dir: Path, run_dirs: dict | None = None) -> tuple[pd.DataF
     df = pd.DataFrame(rows, columns=TIDY_COLUMNS)
     return df.sort_values(["dataset", "protocol", "method", "backbone", "config", "seed"], kind="stable",
                           ignore_index=True), problems
+
+
+def row_label(method: str, metrics: dict) -> str:
+    """The row's method: ``cam``, ``cam + gradcam`` (an explainer's maps), ``cam + ten-crop`` (ten-crop classes),
+    ``cam + classifier resnet50/seed0`` (another run's classes); the parts in that order."""
+    parts = [method, metrics.get("explainer"), "ten-crop" if metrics.get("cls_views") == "ten-crop" else None]
+    if metrics.get("classifier"):
+        parts.append(f"classifier {metrics['classifier']}/seed{metrics.get('classifier_seed')}")
+    return " + ".join(p for p in parts if p)
 
 
 def _collapse(value: str | None) -> str:
@@ -145,6 +155,8 @@ def _fmt(values: pd.Series) -> str:
 def _threshold(group: pd.DataFrame) -> str:
     ts = group["threshold"].dropna().astype(float)
     policy = ", ".join(sorted(set(group["policy"].dropna().astype(str)))) or "-"
+    if "cls_views" in group and (group["cls_views"] == "ten-crop").any():
+        policy += "; classes: ten-crop"
     if ts.empty:
         return f"- ({policy})"
     span = f"{ts.min():.3f}" if ts.min() == ts.max() else f"{ts.min():.3f}-{ts.max():.3f}"

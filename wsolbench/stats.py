@@ -40,8 +40,10 @@ MEASURES = ("gt_known_loc", "top1_loc", "top5_loc", "maxboxacc", "maxboxacc_v2",
 CHUNK = 250  # resamples per matrix product: bounds memory at CHUNK x (N + T) floats
 
 
-def records_name(protocol: str) -> str:
-    return f"per-image-{protocol}.npz"
+def records_name(protocol: str, variant: str = "") -> str:
+    """``per-image-PROTOCOL.npz``; an evaluation variant (explainer, ten-crop, another classifier) has its own
+    file, ``per-image-PROTOCOL-VARIANT.npz``, beside the run's own (``engine/reeval.eval_variant``)."""
+    return f"per-image-{protocol}{'-' + variant if variant else ''}.npz"
 
 
 # --- the per-image file ---------------------------------------------------------------------------
@@ -69,7 +71,7 @@ def write_records(path: Path, protocol, test_acc, val_acc, test_ids: list[str], 
     write_bytes(path, buf.getvalue())
 
 
-def write_run_records(run_dir: Path, protocols, accs: dict, splits: dict) -> None:
+def write_run_records(run_dir: Path, protocols, accs: dict, splits: dict, variant: str = "") -> None:
     """The hook of ``train_and_evaluate`` and ``wsolbench eval``: ``accs[split]`` holds one accumulator per
     protocol (or one accumulator for one protocol); ``splits[split]`` the samples, in order."""
     protocols = list(protocols) if isinstance(protocols, (list, tuple)) else [protocols]
@@ -77,7 +79,7 @@ def write_run_records(run_dir: Path, protocols, accs: dict, splits: dict) -> Non
     test, val = as_list(accs["test"]), as_list(accs.get("val") or [None] * len(protocols))
     ids = {split: [s.image_id for s in samples] for split, samples in splits.items()}
     for protocol, t, v in zip(protocols, test, val):
-        write_records(Path(run_dir) / records_name(protocol.name), protocol, t, v, ids["test"], ids.get("val"))
+        write_records(Path(run_dir) / records_name(protocol.name, variant), protocol, t, v, ids["test"], ids.get("val"))
 
 
 @dataclass(frozen=True)
@@ -131,9 +133,10 @@ class Records:
         return measure == "gt_known_loc"
 
 
-def load_records(run_dir: Path, protocol: str, policy: str = "val", threshold: float | None = None) -> Records:
-    """``RUN_DIR/per-image-PROTOCOL.npz`` under a threshold policy (one clear error when missing or bad)."""
-    path = Path(run_dir) / records_name(protocol)
+def load_records(run_dir: Path, protocol: str, policy: str = "val", threshold: float | None = None,
+                 variant: str = "") -> Records:
+    """``RUN_DIR/per-image-PROTOCOL[-VARIANT].npz`` under a threshold policy (one clear error when missing or bad)."""
+    path = Path(run_dir) / records_name(protocol, variant)
     if not path.is_file():
         raise WsolbenchError(f"{path}: no per-image records (a run from before they were kept? "
                              f"`wsolbench eval {run_dir} --protocol {protocol}` writes them)")

@@ -42,8 +42,12 @@ def eval_command(
     score_workers: Annotated[Optional[int], _opt("Processes scoring the boxes (default: the usable cores).", "--workers")] = None,
     explainer_layer: Annotated[Optional[str], _opt("Explainer target layer, a module name of the method "
                                                    "(default: backbone).", "--explainer-layer")] = None,
+    tencrop: Annotated[bool, _opt("Classes from ten crops (softmax averaged), maps from the full view.", "--tencrop")] = False,
+    classifier: Annotated[Optional[Path], _opt("Classes (Top-k Cls and Loc) from this run folder or run checkpoint; "
+                                               "maps from RUN_DIR. Same classes in the same order.", "--classifier")] = None,
 ):
-    """Re-evaluate a trained run (optionally under another protocol or through an explainer); writes eval-PROTOCOL[-EXPLAINER].json."""
+    """Re-evaluate a trained run: under another protocol, through an explainer, with ten-crop classes or another
+    run's classes; writes eval-PROTOCOL[-VARIANT].json and its per-image records."""
     from wsolbench.engine.reeval import reevaluate
 
     console = Console()
@@ -52,5 +56,5 @@ def eval_command(
     check_options(score_workers, box_search)
     name = reevaluate(run_dir, protocol=protocol, policy=policy, save_maps=save_maps, device=device,
                       explainer=explainer, explainer_layer=explainer_layer, box_search=box_search,
-                      score_workers=score_workers)
+                      score_workers=score_workers, tencrop=tencrop, classifier=classifier)
     print_metrics(console, run_dir, name)

@@ -64,6 +64,8 @@ def run_command(
                                                     "(repeatable; a grid axis), e.g. gradcampp.", "--explainer")] = None,
     explainer_layer: Annotated[Optional[str], _opt("Explainer target layer (default: the backbone's last stage).",
                                                    "--explainer-layer")] = None,
+    tencrop: Annotated[bool, _opt("Also score each run (and each explainer) with ten-crop classes, maps from the full "
+                                  "view: eval-PROTOCOL[-EXPLAINER]-tencrop.json.", "--tencrop")] = False,
     launcher: Annotated[Optional[str], _opt("Run each cell as a job: local (processes here) | slurm. "
                                             "Default: one after another in this process.", "--launcher")] = None,
     max_parallel: Annotated[Optional[int], _opt("--launcher: at most this many cells at once.", "--max-parallel")] = None,
@@ -141,11 +143,11 @@ def _run_grid(ctx: typer.Context, grid_file: str | None, console, is_main: bool)
                       cluster_config=cluster_config, jobs=o["jobs"], show_progress=not o["no_progress"])
     if len(grid) > 1 and is_main:
         _print_selection(console, select(configs, o["out"], sweep_info), o["out"])
-    if o["explainers"]:
-        from wsolbench.engine.reeval import explain_runs
+    if o["explainers"] or o["tencrop"]:
+        from wsolbench.engine.reeval import extra_evaluations
 
-        explain_runs([r.run_dir for r in results if r.status != "failed" and r.cfg.method not in ("center-box", "full-image")],
-                     o["explainers"], o["explainer_layer"], console, device=o["device"])
+        extra_evaluations([r.run_dir for r in results if r.status != "failed" and r.cfg.method not in ("center-box", "full-image")],
+                          o["explainers"] or [], o["explainer_layer"], console, device=o["device"], tencrop=o["tencrop"])
     return results, o
 
 

@@ -3,6 +3,7 @@
     ImageDataset(samples, transform)[i] -> (image 3 x H x W float32, ImageNet-normalised, label, i)
     train_transform(size=224, resize=256)  # resize to resize x resize, random size x size crop, random flip
     test_transform(size=224)               # plain resize to size x size (no crop: maps cover the whole image)
+    test_transform(size, tencrop=True)     # 11 x 3 x size x size: that view, then the ten crops (TenCropTransform)
     transform(image, boxes) -> (tensor, boxes mapped into the output image)
     load_image(path) -> RGB uint8 H x W x 3
     load_mask(sample) -> uint8 H x W at original size: 1 object / 0 background (255 = ignore is part of
@@ -88,12 +89,34 @@ class TrainTransform:
         return to_tensor(image), boxes
 
 
+class TenCropTransform:
+    """The full view (as ``EvalTransform``: the maps and boxes come from it) and the ten crops that classify.
+
+    The crops are those of the ACoL / SPG / I2C evaluation scripts' ten-crop switch, scaled to ``size``: the
+    image resized to ``resize`` x ``resize`` (256 for 224: ``size * 256 / 224``, CUB and ILSVRC alike), its
+    four corner crops and centre crop of ``size`` x ``size``, then the same five of its horizontal flip
+    (torchvision's ``TenCrop`` order). Returns an 11 x 3 x size x size tensor: view 0 is the full view."""
+
+    def __init__(self, size: int = 224, resize: int | None = None):
+        self.full = EvalTransform(size)
+        self.size, self.resize = size, resize or round(size * 256 / 224)
+
+    def __call__(self, image: np.ndarray, boxes=()) -> tuple[torch.Tensor, np.ndarray]:
+        full, boxes = self.full(image, boxes)
+        big = _resize(image, (self.resize, self.resize))
+        s, r = self.size, self.resize
+        mid = int(round((r - s) / 2.0))
+        corners = [(0, 0), (0, r - s), (r - s, 0), (r - s, r - s), (mid, mid)]  # top-left, top-right, ..., centre
+        crops = [view[t:t + s, left:left + s] for view in (big, big[:, ::-1]) for t, left in corners]
+        return torch.stack([full, *(to_tensor(c) for c in crops)]), boxes
+
+
 def train_transform(size: int = 224, resize: int = 256) -> TrainTransform:
     return TrainTransform(size, resize)
 
 
-def test_transform(size: int = 224) -> EvalTransform:
-    return EvalTransform(size)
+def test_transform(size: int = 224, tencrop: bool = False) -> EvalTransform | TenCropTransform:
+    return TenCropTransform(size) if tencrop else EvalTransform(size)
 
 
 class ImageDataset(torch.utils.data.Dataset):

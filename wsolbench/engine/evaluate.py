@@ -22,22 +22,44 @@ def autocast(device: torch.device, enabled: bool):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+def class_scores(classifier, views: torch.Tensor, out=None) -> torch.Tensor:
+    """B x C class scores from ``views``: B x 3 x H x W (one view: the logits; ``out``, the forward pass already
+    run on those images, is reused when given) or B x 11 x 3 x H x W (``TenCropTransform``: the softmax of
+    each of the ten crops, averaged, as the ACoL / SPG / I2C evaluation scripts do)."""
+    if views.ndim == 4:
+        return (out if out is not None else classifier(views)).logits.float()
+    b, v = views.shape[:2]
+    logits = classifier(views[:, 1:].flatten(0, 1)).logits.float()
+    return logits.softmax(dim=1).view(b, v - 1, -1).mean(dim=1)
+
+
 @torch.no_grad()
-def predict(method, loader, device, amp=False, channels_last=False):
-    """Yield (true-class maps, top-k classes or None, top-k maps or None, dataset indices) per batch, on the CPU."""
+def predict(method, loader, device, amp=False, channels_last=False, classifier=None):
+    """Yield (true-class maps, top-k classes or None, top-k maps or None, dataset indices) per batch, on the CPU.
+
+    Loader images are B x 3 x H x W, or B x 11 x 3 x H x W with ten crops after the full view (the maps come
+    from the full view, the classes from the crops). ``classifier``: another model's classes (its ``logits``)
+    in place of the method's own."""
     method.eval()
+    own = getattr(method, "wrapped", method)  # an explainer's wrapped method classifies without its graph
+    if classifier is not None:
+        classifier.eval()
     for images, labels, indices in loader:
         images = images.to(device, non_blocking=True)
         if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
+        full = images[:, 0] if images.ndim == 5 else images
         labels = torch.as_tensor(labels, device=device)
         with autocast(device, amp):
-            out = method(images)
+            out = method(full)
         maps = method.maps(out, labels[:, None])[:, 0].float()
         top, top_maps = None, None
-        if out.logits is not None:
-            k = min(5, out.logits.shape[1])
-            top = out.logits.float().topk(k, dim=1).indices
+        if classifier is not None or out.logits is not None:
+            with autocast(device, amp):
+                same = classifier is None and images.ndim == 4
+                scores = class_scores(classifier or own, images, out if same else None)
+            k = min(5, scores.shape[1])
+            top = scores.topk(k, dim=1).indices
             top_maps = method.maps(out, top).float()
             top, top_maps = top.cpu().numpy(), top_maps.cpu().numpy()
         yield maps.cpu().numpy(), top, top_maps, torch.as_tensor(indices).numpy()
@@ -51,7 +73,7 @@ def make_loader(dataset, indices, batch_size, num_workers):
 
 def evaluate_split(method, dataset, samples, protocols, device, *, batch_size=32, num_workers=0,
                    amp=False, channels_last=False, want_masks=True, info=D.DistInfo(), collect=None, map_check=None,
-                   score_workers=None):
+                   score_workers=None, classifier=None):
     """Accumulate each protocol's counters over ``samples`` (this rank's shard), synced across ranks.
 
     One forward pass feeds every protocol in ``protocols`` (a protocol or a list; the result matches).
@@ -59,6 +81,7 @@ def evaluate_split(method, dataset, samples, protocols, device, *, batch_size=32
     rank 0 receives every rank's batches, in rank order, and the other ranks none).
     ``map_check``: an optional ``map_check.PositionalCheck`` fed the true-class maps (summed over ranks).
     ``score_workers``: processes scoring the boxes (None: this rank's share of the usable cores).
+    ``classifier``: a model whose classes (Top-1/Top-5 Cls and Loc) replace the method's own (``predict``).
     """
     from wsolbench.data.loading import load_mask
     from wsolbench.protocols.parallel import Scorer, usable_cores
@@ -70,7 +93,7 @@ def evaluate_split(method, dataset, samples, protocols, device, *, batch_size=32
     shard = D.shard(len(samples), info)
     with Scorer([protocols] if single else protocols, score_workers) as scorer:
         loader = make_loader(dataset, shard, batch_size, num_workers) if shard else []
-        for maps, top, top_maps, idx in predict(method, loader, device, amp, channels_last):
+        for maps, top, top_maps, idx in predict(method, loader, device, amp, channels_last, classifier):
             batch = [samples[i] for i in idx]
             sizes = np.array([s.size for s in batch], dtype=np.int64)
             boxes = [np.asarray(s.boxes, dtype=np.float64).reshape(-1, 4) for s in batch]
