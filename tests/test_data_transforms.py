@@ -92,3 +92,12 @@ def test_unreadable_image_is_a_clear_error(tmp_path):
     ds = DATASETS.build("cub", root=root, val_fraction=0.0)
     with pytest.raises(Exception, match="unreadable image"):
         loading.ImageDataset(ds.samples("train"), loading.test_transform(32))[0]
+
+
+def test_to_tensor_is_the_normalisation_formula_bit_for_bit():
+    from wsolbench.data.loading import IMAGENET_MEAN, IMAGENET_STD, to_tensor
+
+    image = np.random.default_rng(3).integers(0, 256, (23, 31, 3), dtype=np.uint8)
+    formula = ((image.astype(np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD).transpose(2, 0, 1)
+    assert torch.equal(to_tensor(image), torch.from_numpy(np.ascontiguousarray(formula)))
+    assert torch.equal(to_tensor(image[:, ::-1]), torch.from_numpy(np.ascontiguousarray(formula[:, :, ::-1])))

@@ -61,11 +61,13 @@ def test_explainer_is_a_grid_axis_with_labelled_leaderboard_rows(tmp_path, run_c
     data = generate(tmp_path / "synth", classes=4, per_class=6, test_per_class=2, size=32)
     common = ["-b", "test_resnet", "-d", "synthetic", "--data-root", data, "--epochs", "1", "--batch-size", "8",
               "--input-size", "32", "--out", tmp_path / "runs", "--device", "cpu", "--no-progress"]
-    code, out, err = run_cli("run", "-m", "cam", "-m", "has", *common, "--explainer", "gradcam", "--explainer", "eigencam")
+    code, out, err = run_cli("run", "-m", "cam", "-m", "has", *common, "--explainer", "gradcam", "--explainer", "eigencam",
+                             "--tencrop")
     assert code == 0, out + err
     df, problems = collect_runs(tmp_path / "runs")
     assert not problems
-    assert set(df["method"]) == {"cam", "has", "cam + gradcam", "cam + eigencam", "has + gradcam", "has + eigencam"}
+    maps = {f"{m}{e}" for m in ("cam", "has") for e in ("", " + gradcam", " + eigencam")}
+    assert set(df[df["protocol"] == "cub"]["method"]) == maps | {f"{m} + ten-crop" for m in maps}
     run_dir = next((tmp_path / "runs" / "synthetic").glob("cam__*"))
     metrics = json.loads((run_dir / "eval-cub-gradcam.json").read_text())
     assert metrics["explainer"] == "gradcam" and metrics["explainer_layer"] == "backbone"

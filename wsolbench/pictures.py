@@ -116,7 +116,7 @@ def load_run(run_dir: str | Path, device: str = "auto", log=lambda *a, **k: None
     if metrics.get("box_rule", setup.protocol.box_rule) != setup.protocol.box_rule:
         raise WsolbenchError(f"{run_dir / R.METRICS}: box rule {metrics['box_rule']} differs from protocol "
                              f"{setup.protocol.name}'s ({setup.protocol.box_rule})")
-    load_weights(setup.method, run_dir, cfg)
+    load_weights(setup.method, Path(run_dir) / R.CHECKPOINT, cfg)
     return LoadedRun(run_dir, config, metrics, setup, int(config.get("resolved_input_size") or setup.input_size))
 
 

@@ -52,9 +52,17 @@ def load_mask(sample: Sample) -> np.ndarray:
     return (grey >= 128).astype(np.uint8)
 
 
+# (x / 255 - mean) / std of every uint8 value x and channel, in the float32 steps of the plain formula: a lookup
+# gives the same bits at a third of the cost, written channel-first with no transpose copy
+_NORMALISED = ((np.arange(256, dtype=np.float32)[:, None] / 255.0 - IMAGENET_MEAN) / IMAGENET_STD).T.copy()
+
+
 def to_tensor(image: np.ndarray) -> torch.Tensor:
-    x = (image.astype(np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
-    return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))
+    """H x W x 3 uint8 RGB -> 3 x H x W float32, ImageNet-normalised."""
+    out = np.empty((3, *image.shape[:2]), np.float32)
+    for c in range(3):
+        np.take(_NORMALISED[c], image[..., c], out=out[c])
+    return torch.from_numpy(out)
 
 
 def _resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
