@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from wsolbench.errors import WsolbenchError
-from wsolbench.methods.base import register_method
+from wsolbench.methods.base import refuse_tokens, register_method
 from wsolbench.methods.cam import CAM, CAMConfig
 
 PAPER_POSITIONS = {"vgg16": "features.16,features.23,features.29", "inception_v3": "Mixed_5d,Mixed_6e"}
@@ -77,6 +77,7 @@ class ADL(CAM):
 
     def __init__(self, backbone: nn.Module, num_classes: int, **config):
         super().__init__(backbone, num_classes, **config)
+        refuse_tokens(backbone, "adl", "inserts its dropout layer between a CNN's stages (C x H x W maps)")
         names = dict(backbone.named_modules())
         wanted = default_positions(backbone) if self.cfg.positions == "auto" else \
             [p.strip() for p in self.cfg.positions.split(",") if p.strip()]

@@ -62,6 +62,7 @@ class Method(nn.Module):
     Config: ClassVar[type] = MethodConfig
     batch_shape: ClassVar[str] = "any"  # "any" or "class-paired" (N classes x M images per batch)
     needs_backbone: ClassVar[bool] = True
+    needs_tokens: ClassVar[bool] = False  # True: a vision transformer backbone only (wsolbench.backbones.vit)
 
     def __init__(self, backbone: nn.Module | None, num_classes: int, **config):
         super().__init__()
@@ -113,6 +114,18 @@ class Method(nn.Module):
                     {"name": f"{part}.bias", "params": biases, "lr": lr * mult * cfg.bias_lr_mult, "weight_decay": weight_decay}
                 )
         return groups
+
+
+def refuse_tokens(backbone: nn.Module | None, method: str, why: str) -> None:
+    """One line where a CNN-only ``method`` is given a vision transformer backbone; ``why`` says what it needs."""
+    from wsolbench.backbones.vit import is_token_backbone
+
+    if backbone is not None and is_token_backbone(backbone):
+        from wsolbench.errors import WsolbenchError
+
+        raise WsolbenchError(f"{method} {why}; backbone {getattr(backbone, 'name', type(backbone).__name__)} is a "
+                             "vision transformer, whose blocks carry tokens: use cam, has, cutmix, acol-simplified, "
+                             "i2c, vit-cam or ts-cam with it")
 
 
 def build_method(name: str, backbone: nn.Module | None, num_classes: int, **overrides) -> Method:

@@ -24,7 +24,7 @@ from torch import nn
 
 from wsolbench.errors import WsolbenchError
 from wsolbench.methods.acol import ACoLConfig
-from wsolbench.methods.base import Method, MethodOutput, register_method
+from wsolbench.methods.base import Method, MethodOutput, refuse_tokens, register_method
 
 MIN_FG_PIXELS = 30
 PAPER_B1 = {"layer3": "layer3", "Mixed_5d": "Mixed_5d", "features.22": "features.22"}
@@ -86,6 +86,7 @@ class SPG(Method):
 
     def __init__(self, backbone: nn.Module, num_classes: int, **config):
         super().__init__(backbone, num_classes, **config)
+        refuse_tokens(backbone, "spg", "reads a CNN's second-to-last stage as a map (its B1 branch)")
         cfg = self.cfg
         layer = dict(backbone.named_modules())[_b1_layer(backbone, cfg.b1_layer)]
         self._mid = None

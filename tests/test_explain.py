@@ -107,3 +107,43 @@ def test_batched_maps_equal_the_package_one_pair_at_a_time(name, method_name, la
                 one = reference(images[i:i + 1])
             expected = reference.maps(one, classes[i:i + 1, k:k + 1])[0, 0]
             np.testing.assert_allclose(maps[i, k].numpy(), expected.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_token_layers_are_read_through_the_reshape_transform():
+    """A transformer's token layer: the batched maps equal the package's with its reshape transform."""
+    torch.manual_seed(0)
+    method = build_method("vit-cam", build_backbone("deit_tiny_patch16_224", input_size=32), 5).eval()
+    images = torch.randn(3, 3, 32, 32)
+    classes = torch.tensor([[1, 2], [0, 0], [3, 4]])
+    for layer in ("backbone.model.blocks.1.norm1", "backbone.model.norm"):
+        fast, slow = Explained(method, "gradcam", layer=layer), Explained(method, "gradcam", layer=layer, batched=False)
+        with torch.no_grad():
+            a, b = fast.maps(fast(images), classes), slow.maps(slow(images), classes)
+        assert a.shape == (3, 2, 32, 32) and a.std() > 0.1
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    with torch.no_grad():  # the final norm's patch tokens are the backbone's map: the same explanation
+        default = Explained(method, "gradcam")
+        torch.testing.assert_close(default.maps(default(images), classes), a)
+
+
+def test_rollout_explains_with_the_methods_own_attention():
+    from wsolbench.attention_rollout import rollout_map
+    from wsolbench.explain import make_explainer
+
+    torch.manual_seed(0)
+    method = build_method("vit-cam", build_backbone("deit_tiny_patch16_224", input_size=32), 5).eval()
+    images = torch.randn(2, 3, 32, 32)
+    rollout = make_explainer(method, "rollout")
+    with torch.no_grad():
+        out = rollout(images)
+        maps = rollout.maps(out, torch.tensor([[0, 3], [4, 1]]))
+        expected = rollout_map(method.backbone.forward_tokens(images).attentions, 1, (2, 2))
+        torch.testing.assert_close(out.logits, method(images).logits)  # explicit attention: equal to float error
+    assert maps.shape == (2, 2, 2, 2) and torch.equal(maps[:, 0], maps[:, 1])  # one map whatever the class
+    torch.testing.assert_close(maps[:, 0], expected)
+    assert "forward_tokens" not in vars(method.backbone) and "forward" not in vars(method.backbone)  # put back
+    with pytest.raises(WsolbenchError, match="reads a vision transformer's attention") as err:
+        make_explainer(build_method("cam", build_backbone("test_resnet"), 5), "rollout")
+    assert "\n" not in str(err.value)
+    with pytest.raises(WsolbenchError, match="--explainer-layer does not apply"):
+        make_explainer(method, "rollout", "backbone.model.norm")

@@ -8,6 +8,13 @@ average pooling + one linear layer, so that CAM's maps and the logits agree; thi
 probe image. Methods of the CAM family (cam, has, adl, cutmix: CAM at test) take it; for any other
 method the error says so. The checkpoint's classes must be the dataset's, one to one: the count is
 checked here, the order is the reader's (ILSVRC: sorted WNIDs, ImageNet-1k's order).
+
+A vision transformer (``backbones/vit.py``) is built at the run's input size (timm resamples the file's
+position embeddings) and takes the same rule: its head must be the mean of the patch tokens + one linear
+layer (``global_pool='avg'`` without a norm after the pooling, e.g. vit_base_patch16_gap_224), so that the
+head applied at each patch token is the CAM. A head that reads the class token (DeiT, most ViTs) or
+normalises the pooled tokens has no such map: that is an error, and such checkpoints are scored by
+attention rollout or a post-hoc explainer instead (docs/transformers.md).
 """
 from __future__ import annotations
 
@@ -40,15 +47,19 @@ def _classifier_key(model: nn.Module, name: str) -> str:
     return classifier
 
 
-def build_pretrained_classifier(method_entry, cfg, num_classes: int, settings: dict) -> nn.Module:
+def build_pretrained_classifier(method_entry, cfg, num_classes: int, settings: dict,
+                                input_size: int | None = None) -> nn.Module:
     """The method with the checkpoint's backbone and classifier (see the module docstring)."""
     from wsolbench.backbones.timm_features import check_timm_name, create_timm_model
     from wsolbench.backbones.weights import read_state_dict
     from wsolbench.methods.cam import CAM
 
-    if not issubclass(method_entry.obj, CAM):
+    from wsolbench.methods.vit_rollout import ViTRollout
+
+    if not issubclass(method_entry.obj, (CAM, ViTRollout)):
         raise WsolbenchError(f"--pretrained with --epochs 0 scores the checkpoint's own classifier head, which "
-                             f"only CAM-family methods use (cam, has, adl, cutmix); {cfg.method} would get a random head")
+                             f"only CAM-family methods (cam, has, adl, cutmix; a ViT: vit-cam, vit-rollout) use; "
+                             f"{cfg.method} would get a random head")
     name = cfg.backbone.removeprefix("timm/")
     check_timm_name(name)
     path = Path(cfg.pretrained)
@@ -62,6 +73,10 @@ def build_pretrained_classifier(method_entry, cfg, num_classes: int, settings: d
     if weight.shape[0] != num_classes:
         raise WsolbenchError(f"{path}: the checkpoint's head has {weight.shape[0]} classes but dataset {cfg.dataset} "
                              f"has {num_classes}; zero-shot scoring needs the same classes")
+    from wsolbench.backbones.vit import routes_to_tokens
+
+    if routes_to_tokens(name):
+        return _token_classifier(method_entry, name, path, state, key, num_classes, settings, cfg, input_size)
     kwargs = {"output_stride": cfg.output_stride} if cfg.output_stride else {}
     model = create_timm_model(name, num_classes=num_classes, **kwargs)
     try:
@@ -83,3 +98,49 @@ def build_pretrained_classifier(method_entry, cfg, num_classes: int, settings: d
     method = method_entry.build(features, num_classes, **settings)
     method.classifier.load_state_dict(head.state_dict())
     return method
+
+
+def _token_classifier(method_entry, name, path, state, key, num_classes, settings, cfg, input_size) -> nn.Module:
+    """A vision transformer's checkpoint with its own head as CAM's classifier (see the module docstring)."""
+    from wsolbench.backbones.vit import build_token_backbone
+
+    backbone = build_token_backbone(name, path, cfg.output_stride, input_size, num_classes=num_classes).eval()
+    model, head = backbone.model, backbone.model.get_submodule(key)
+    if method_entry.obj.__name__ == "ViTRollout":
+        return _class_token_classifier(method_entry, name, backbone, head, state, key, num_classes, settings)
+    if getattr(model, "global_pool", None) != "avg":
+        raise WsolbenchError(f"timm's {name} classifies from its class token (global_pool={model.global_pool!r}), so "
+                             "its head gives no class activation map; zero-shot CAM needs a head on the mean of the "
+                             "patch tokens (score the checkpoint's class-token head with -m vit-rollout: docs/transformers.md)")
+    head.load_state_dict({"weight": state[f"{key}.weight"], "bias": state[f"{key}.bias"]})  # timm drops it: C != 1000
+    size = backbone.grid[0] * backbone.reduction
+    with torch.no_grad():  # the head must be the mean of the patch tokens + the linear layer
+        probe = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))
+        same = torch.allclose(model(backbone._input(probe)), head(backbone(probe).mean(dim=(2, 3))), atol=1e-4, rtol=1e-4)
+    if not same:
+        raise WsolbenchError(f"timm's {name}: its head is not the mean of the patch tokens + linear (a norm after the "
+                             "pooling?); zero-shot CAM needs that")
+    method = method_entry.build(backbone, num_classes, **settings)
+    method.classifier.load_state_dict(head.state_dict())
+    model.reset_classifier(0)  # the classifier lives in the method; the backbone hands out the map only
+    return method
+
+
+def _class_token_classifier(method_entry, name, backbone, head, state, key, num_classes, settings) -> nn.Module:
+    """A vision transformer's checkpoint with its class-token head as vit-rollout's classifier."""
+    model = backbone.model
+    head.load_state_dict({"weight": state[f"{key}.weight"], "bias": state[f"{key}.bias"]})
+    size = backbone.grid[0] * backbone.reduction
+    with torch.no_grad():  # the head must read the final-normed class token, nothing else
+        probe = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))
+        tokens = backbone.forward_tokens(probe)
+        same = getattr(model, "global_pool", None) == "token" and tokens.cls is not None and \
+            torch.allclose(model(backbone._input(probe)), head(tokens.cls), atol=1e-4, rtol=1e-4)
+    if not same:
+        raise WsolbenchError(f"timm's {name}: its head is not one linear layer on the class token (a distilled or "
+                             "pooled head?); vit-rollout needs that")
+    method = method_entry.build(backbone, num_classes, **settings)
+    method.classifier.load_state_dict(head.state_dict())
+    model.reset_classifier(0)  # the classifier lives in the method
+    return method
+

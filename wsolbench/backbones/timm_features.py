@@ -28,17 +28,12 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-class TimmLastStage(nn.Module):
-    """Images B x 3 x H x W -> the last feature stage B x out_channels x H/reduction x W/reduction.
+class ImageNetInput(nn.Module):
+    """Base of the timm backbones: images arrive ImageNet-normalised; a model whose weights expect another
+    normalisation (timm's ``pretrained_cfg`` mean/std, e.g. 0.5/0.5 for the TF ports) gets them re-normalised."""
 
-    Images arrive ImageNet-normalised; a model whose weights expect another normalisation (timm's
-    ``pretrained_cfg`` mean/std, e.g. 0.5/0.5 for the TF ports) gets them re-normalised first.
-    """
-
-    def __init__(self, features: nn.Module):
-        super().__init__()
-        self.features = features  # timm's feature extractor, out_indices=(-1,)
-        cfg = getattr(features, "pretrained_cfg", None) or {}
+    def _init_input(self, pretrained_cfg: dict | None) -> None:
+        cfg = pretrained_cfg or {}
         mean, std = tuple(cfg.get("mean") or IMAGENET_MEAN), tuple(cfg.get("std") or IMAGENET_STD)
         self.renormalise = (mean, std) != (IMAGENET_MEAN, IMAGENET_STD)
         if self.renormalise:  # x_model = (x * std_in + mean_in - mean) / std; not saved: derived from the name
@@ -46,15 +41,25 @@ class TimmLastStage(nn.Module):
             shift = (torch.tensor(IMAGENET_MEAN) - torch.tensor(mean)) / torch.tensor(std)
             self.register_buffer("input_scale", scale.view(1, 3, 1, 1), persistent=False)
             self.register_buffer("input_shift", shift.view(1, 3, 1, 1), persistent=False)
+
+    def _input(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.input_scale + self.input_shift if self.renormalise else x
+
+
+class TimmLastStage(ImageNetInput):
+    """Images B x 3 x H x W -> the last feature stage B x out_channels x H/reduction x W/reduction."""
+
+    def __init__(self, features: nn.Module):
+        super().__init__()
+        self.features = features  # timm's feature extractor, out_indices=(-1,)
+        self._init_input(getattr(features, "pretrained_cfg", None))
         self.out_channels: int = features.feature_info.channels()[-1]
         self.reduction: int = features.feature_info.reduction()[-1]
         # swin-like models hand out channels-last maps; this flag turns them to B x C x H x W
         self.channels_last = str(getattr(features, "output_fmt", "NCHW")).endswith("NHWC")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.renormalise:
-            x = x * self.input_scale + self.input_shift
-        out = self.features(x)[-1]
+        out = self.features(self._input(x))[-1]
         return out.permute(0, 3, 1, 2) if self.channels_last else out
 
 
@@ -80,7 +85,7 @@ def build_timm_backbone(
     if output_stride is not None:
         kwargs["output_stride"] = output_stride
     if pretrained is not None and pretrained != "hub":
-        _check_file_fits(name, Path(pretrained))
+        check_file_fits(name, Path(pretrained))
         # timm reads the file itself (applying its key filters); the overlay names the file as the only source
         kwargs.update(pretrained=True, pretrained_cfg_overlay=dict(file=str(pretrained), source=None))
     else:
@@ -117,7 +122,7 @@ def create_timm_model(name: str, **kwargs) -> nn.Module:
         raise WsolbenchError(f"timm could not build '{name}'{with_options} ({reason})") from None
 
 
-def _check_file_fits(name: str, path: Path) -> None:
+def check_file_fits(name: str, path: Path) -> None:
     """Check a local file against the full timm model, since timm loads a feature extractor
     non-strictly and would leave missing tensors randomly initialised without a word."""
     state = read_state_dict(path)

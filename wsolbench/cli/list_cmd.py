@@ -59,15 +59,22 @@ def list_command(
     extra = []
     if kind is Kind.backbones:
         from wsolbench.backbones import list_timm_backbones
+        from wsolbench.backbones.vit import list_token_backbones
 
         if pattern:
             # a timm name the paper registers (resnet50) stays reachable as timm/NAME
             extra = [n if n not in registry else f"timm/{n}" for n in list_timm_backbones(pattern)]
             for name in extra:
                 table.add_row(name, "timm model, last feature stage", "", "timm")
+            tokens = list_token_backbones(pattern)
+            for name in tokens:
+                table.add_row(name, "timm vision transformer, patch tokens as the map", "", "timm")
+            extra += tokens
     console = Console()
     console.print(table)
     if kind is Kind.backbones and not pattern:
         console.print("Any timm CNN works too: search them with [bold]wsolbench list backbones 'PATTERN'[/].")
+        console.print("Vision transformers: timm's VisionTransformer families (vit_*, deit_*, deit3_*, flexivit_*; "
+                      "their distilled and register variants), patch tokens as the map (docs/transformers.md).")
     if pattern and not registry.names(pattern) and not aliases and not extra:
         console.print(f"no {kind.value} match '{pattern}'")

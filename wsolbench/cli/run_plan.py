@@ -10,6 +10,7 @@ def plan_configs(methods, backbones, datasets, seeds, given: dict, fixed: dict, 
     """(the RunConfigs, one per cell, the sweep's settings list, the sweep's record).
 
     ``given``: RunConfig options the user set (None: unset); ``fixed``: options that are always taken as given."""
+    from wsolbench.backbones import is_transformer_name
     from wsolbench.backbones.families import apply_family_regime  # --pretrained: the family's input size, stride
     from wsolbench.engine.defaults import run_defaults
     from wsolbench.engine.grid import expand
@@ -34,6 +35,9 @@ def plan_configs(methods, backbones, datasets, seeds, given: dict, fixed: dict, 
             configs += expand(base, methods, backbones, [name], seeds,
                               default_settings=set(method_settings) - set(user_settings))
     configs = [apply_family_regime(c, {k for k, v in given.items() if v is not None}) for c in configs]
+    if given.get("output_stride") is None:  # a dataset's default stride is for CNNs: a transformer's is its patch
+        configs = [dataclasses.replace(c, output_stride=None) if c.output_stride and is_transformer_name(c.backbone)
+                   else c for c in configs]
     configs = list({c.run_id(): c for c in configs}.values())  # a method without the swept key: once
     return configs, grid, sweep_info
 

@@ -98,9 +98,9 @@ def reevaluate(run_dir: Path, protocol: str | None = None, policy: str | None = 
     load_weights(setup.method, run_dir / R.CHECKPOINT, cfg)
     method = setup.method
     if explainer:
-        from wsolbench.explain import Explained
+        from wsolbench.explain import make_explainer
 
-        method = Explained(setup.method, explainer, explainer_layer)
+        method = make_explainer(setup.method, explainer, explainer_layer)
     other, other_cfg = None, None
     if classifier is not None:
         other, other_cfg = load_classifier(classifier, setup.dataset.class_names, dev, info)

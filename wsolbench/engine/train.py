@@ -102,9 +102,10 @@ def build(cfg: RunConfig, device: torch.device, info: D.DistInfo, log=print) -> 
     if cfg.epochs == 0 and cfg.pretrained and method_entry.obj.needs_backbone:  # zero-shot: the checkpoint's head
         from wsolbench.zeroshot import build_pretrained_classifier
 
-        method = build_pretrained_classifier(method_entry, cfg, dataset.num_classes, settings).to(device)
+        method = build_pretrained_classifier(method_entry, cfg, dataset.num_classes, settings, input_size).to(device)
     else:
-        backbone = build_backbone(cfg.backbone, pretrained=cfg.pretrained, output_stride=cfg.output_stride) if method_entry.obj.needs_backbone else None
+        backbone = build_backbone(cfg.backbone, pretrained=cfg.pretrained, output_stride=cfg.output_stride,
+                                  input_size=input_size) if method_entry.obj.needs_backbone else None
         method = method_entry.build(backbone, dataset.num_classes, **settings).to(device)
     if cfg.channels_last:
         method = method.to(memory_format=torch.channels_last)
@@ -507,7 +508,8 @@ def _final_evaluation(run: Run) -> tuple[list, dict, list[dict]]:
     accs = {s: evaluate_split(run.method, run.eval_sets[s], setup.splits[s], protocols, run.device,
                               map_check=checks.get(s), **run.eval_kw)
             for s in ("val", "test")}
-    results = [{**p.summarize(accs["test"][i], accs["val"][i], policy=run.cfg.threshold_policy), **checks["test"].summary()}
+    results = [{**p.summarize(accs["test"][i], accs["val"][i], policy=run.cfg.threshold_policy), **checks["test"].summary(),
+                "cls_views": "one view"}  # the classes from the full view (``wsolbench eval --tencrop``: ten crops)
                for i, p in enumerate(protocols)]
     if run.collapse is None and run.optimizer is not None and run.epochs and run.info.is_main:
         from wsolbench.engine.collapse import fell, near_chance, val_top1_by_epoch
