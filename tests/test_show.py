@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from wsolbench import finished_run as F
 from wsolbench import pictures as P
 from wsolbench.engine import rundir as R
 from wsolbench.engine.runconfig import RunConfig
@@ -87,12 +88,12 @@ def test_drawn_boxes_are_the_scored_boxes_at_the_run_threshold(runs, which):
     from wsolbench.protocols.level_boxes import threshold_boxes
     from wsolbench.protocols.scoremaps import to_uint8
 
-    run = P.load_run(runs[which], device="cpu")
+    run = F.load_run(runs[which], device="cpu")
     metrics = json.loads((runs[which] / R.METRICS).read_text())
     protocol = run.protocol
     assert protocol.name == metrics["protocol"] == ("cub", "wsoleval")[which]
     samples = run.samples("test")
-    tiles = P.make_tiles(run, "test", list(range(len(samples))))
+    tiles = F.make_tiles(run, "test", list(range(len(samples))))
 
     # the raw maps again, through the engine's own evaluation loader
     loader = make_loader(ImageDataset(samples, test_transform(32)), list(range(len(samples))), 8, 0)

@@ -1,8 +1,8 @@
 """Pictures of a finished run: maps, boxes and threshold curves, drawn exactly as the protocol scores them.
 
-    run = load_run(RUN_DIR)                        # config.json + metrics.json + checkpoint.pt -> the model
+    run = load_run(RUN_DIR)                        # wsolbench.finished_run: the rebuilt model and its data
     indices = pick_images(len(run.samples("test")), n=16, seed=0)
-    tiles = make_tiles(run, "test", indices)       # map, ground truth and predicted box per image
+    tiles = make_tiles(run, "test", indices)       # finished_run: map, ground truth and predicted box per image
     save_png(grid_figure(run, "test", tiles), path)
     save_png(curves_figure(run.metrics, run.label), path)
     save_png(losses_figure(read_steps(RUN_DIR / "steps.jsonl"), run.label), path)
@@ -16,7 +16,6 @@ Drawing uses matplotlib's Agg canvas directly (no pyplot, no screen, no global b
 """
 from __future__ import annotations
 
-import dataclasses
 import io
 import math
 from dataclasses import dataclass
@@ -40,84 +39,6 @@ POLICY_WORDS = {
     "test-optimal": "optimal on test (the old papers' practice: optimistic)",
     "fixed": "fixed in advance",
 }
-
-
-@dataclass
-class LoadedRun:
-    """A finished run rebuilt from its folder: the engine's Setup with the trained weights loaded."""
-
-    run_dir: Path
-    config: dict  # config.json
-    metrics: dict  # metrics.json
-    setup: object  # wsolbench.engine.train.Setup
-    input_size: int  # what the network saw at test time
-
-    @property
-    def protocol(self):
-        return self.setup.protocol
-
-    @property
-    def threshold(self) -> float:
-        return float(self.metrics["threshold"])
-
-    @property
-    def label(self) -> str:
-        c = self.config
-        return f"{c.get('method')} / {c.get('backbone')} / seed {c.get('seed')}"
-
-    @property
-    def class_names(self) -> list[str]:
-        return list(self.setup.dataset.class_names)
-
-    def samples(self, split: str) -> list:
-        check_split(split)
-        return list(self.setup.splits[split])
-
-
-def check_split(split: str) -> str:
-    if split not in ("train", "val", "test"):
-        raise WsolbenchError(f"--split {split}: unknown split (use test, val or train)")
-    return split
-
-
-def read_finished_run(run_dir: str | Path) -> tuple[dict, dict]:
-    """(config.json, metrics.json) of a complete run; a missing folder/file or an unfinished run is an error."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise WsolbenchError(f"{run_dir}: no such run folder")
-    config = R.read_json(run_dir / R.CONFIG)
-    metrics_path = run_dir / R.METRICS
-    if not metrics_path.is_file():
-        raise WsolbenchError(f"{metrics_path}: missing, the run is unfinished "
-                             f"(continue it with: wsolbench run --resume {run_dir})")
-    metrics = R.read_json(metrics_path)
-    if metrics.get("run_id") != config.get("run_id"):
-        raise WsolbenchError(f"{metrics_path}: belongs to run {metrics.get('run_id')}, not {config.get('run_id')} "
-                             f"(an unfinished rerun?)")
-    for key in ("protocol", "threshold", "curves"):
-        if key not in metrics:
-            raise WsolbenchError(f"{metrics_path}: no '{key}' entry")
-    return config, metrics
-
-
-def load_run(run_dir: str | Path, device: str = "auto", log=lambda *a, **k: None) -> LoadedRun:
-    """Rebuild a finished run's method, dataset and protocol with the engine and load its checkpoint."""
-    from wsolbench.engine.distributed import DistInfo
-    from wsolbench.engine.runconfig import RunConfig
-    from wsolbench.engine.reeval import load_weights
-    from wsolbench.engine.train import build, resolve_device
-
-    run_dir = Path(run_dir)
-    config, metrics = read_finished_run(run_dir)
-    cfg = RunConfig.from_dict(config)
-    # the protocol metrics.json was scored with; extra protocols are not drawn
-    cfg = dataclasses.replace(cfg, device=device, protocol=metrics["protocol"], extra_protocols=[])
-    setup = build(cfg, resolve_device(device), DistInfo(), log=log)
-    if metrics.get("box_rule", setup.protocol.box_rule) != setup.protocol.box_rule:
-        raise WsolbenchError(f"{run_dir / R.METRICS}: box rule {metrics['box_rule']} differs from protocol "
-                             f"{setup.protocol.name}'s ({setup.protocol.box_rule})")
-    load_weights(setup.method, Path(run_dir) / R.CHECKPOINT, cfg)
-    return LoadedRun(run_dir, config, metrics, setup, int(config.get("resolved_input_size") or setup.input_size))
 
 
 def pick_images(count: int, n: int, seed: int) -> list[int]:
@@ -167,29 +88,6 @@ def make_tile(protocol, sample, raw_map: np.ndarray, predicted: int | None, thre
         image = cv2.resize(image, (heat.shape[1], heat.shape[0]), interpolation=cv2.INTER_AREA)
     iou = float(iou_inclusive(pred, gt).max())
     return Tile(sample.image_id, image, heat, gt, pred, iou, sample.label, predicted)
-
-
-def run_maps(run: LoadedRun, split: str, indices: list[int]) -> dict[int, tuple[np.ndarray, int | None]]:
-    """{index: (raw map of the true class, top-1 class or None)} for ``indices`` of ``split``, as the engine
-    evaluates; the raw maps do not depend on the protocol, so one pass serves every protocol's tiles."""
-    from wsolbench.data.loading import ImageDataset, test_transform
-    from wsolbench.engine.evaluate import make_loader, predict
-
-    cfg = run.setup.cfg
-    dataset = ImageDataset(run.samples(split), test_transform(run.input_size))
-    loader = make_loader(dataset, list(indices), max(cfg.batch_size, 1), 0)
-    out = {}
-    for maps, top, _, positions in predict(run.setup.method, loader, run.setup.device, cfg.amp, cfg.channels_last):
-        for k, i in enumerate(positions.tolist()):
-            out[i] = (maps[k], int(top[k, 0]) if top is not None else None)
-    return out
-
-
-def make_tiles(run: LoadedRun, split: str, indices: list[int]) -> list[Tile]:
-    """Run the trained method over ``indices`` of ``split`` (as the engine evaluates) and build their tiles."""
-    samples = run.samples(split)
-    maps = run_maps(run, split, indices)
-    return [make_tile(run.protocol, samples[i], *maps[i], run.threshold) for i in indices]
 
 
 # --- drawing -------------------------------------------------------------------------------------------
@@ -245,14 +143,14 @@ def grid_shape(n: int) -> tuple[int, int]:
     return math.ceil(n / cols), cols
 
 
-def _caption(run: LoadedRun) -> str:
+def _caption(run) -> str:
     m = run.metrics
     return (f"protocol {m['protocol']}, {m.get('box_rule', run.protocol.box_rule)} box, threshold {run.threshold:g} "
             f"({POLICY_WORDS.get(m.get('policy'), m.get('policy'))})\n"
             f"map of the true class; green: ground truth, red: predicted box")
 
 
-def grid_figure(run: LoadedRun, split: str, tiles: list[Tile]):
+def grid_figure(run, split: str, tiles: list[Tile]):
     rows, cols = grid_shape(len(tiles))
     fig = _figure(cols * TILE_INCHES[0], rows * TILE_INCHES[1] + HEADER_INCHES)
     axes = fig.subplots(rows, cols, squeeze=False)
@@ -265,7 +163,7 @@ def grid_figure(run: LoadedRun, split: str, tiles: list[Tile]):
     return fig
 
 
-def compare_figure(runs: tuple[LoadedRun, LoadedRun], split: str, tiles: tuple[list[Tile], list[Tile]]):
+def compare_figure(runs: tuple, split: str, tiles: tuple[list[Tile], list[Tile]]):
     """One column per run (its label on top), one row per image."""
     rows = len(tiles[0])
     fig = _figure(2 * TILE_INCHES[0], rows * TILE_INCHES[1] + HEADER_INCHES)

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from wsolbench import finished_run as F
 from wsolbench import pictures as P
 from wsolbench.engine import rundir as R
 from wsolbench.engine.atomic import write_text
@@ -74,9 +75,9 @@ class _Maps:
     def get(self, run_dir: Path):
         if run_dir not in self._runs:
             try:
-                run = P.load_run(run_dir, device=self.device)
+                run = F.load_run(run_dir, device=self.device)
                 indices = P.pick_images(len(run.samples("test")), self.pool, self.seed)
-                self._runs[run_dir] = (run, indices, P.run_maps(run, "test", indices))
+                self._runs[run_dir] = (run, indices, F.run_maps(run, "test", indices))
             except WsolbenchError as exc:
                 self._runs[run_dir] = exc
         return self._runs[run_dir]

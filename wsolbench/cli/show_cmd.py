@@ -26,14 +26,15 @@ def show_command(
     """A grid of images with the true class's map, ground truth (green) and predicted box (red), the
     localization accuracy against threshold (val and test) with the run's chosen threshold marked, and the
     training loss terms (CE, SC, GC, ...) against the step from steps.jsonl."""
+    from wsolbench import finished_run as F
     from wsolbench import pictures as P
 
-    P.check_split(split)  # bad options and a missing or unfinished run fail before the model is built
+    F.check_split(split)  # bad options and a missing or unfinished run fail before the model is built
     P.pick_images(1, n, seed)
-    P.read_finished_run(run_dir)
-    run = P.load_run(run_dir, device=device, log=typer.echo)
+    F.read_finished_run(run_dir)
+    run = F.load_run(run_dir, device=device, log=typer.echo)
     indices = P.pick_images(len(run.samples(split)), n, seed)
-    tiles = P.make_tiles(run, split, indices)
+    tiles = F.make_tiles(run, split, indices)
     grid_path = out or run_dir / f"show-{split}.png"
     curves_path = grid_path.with_name(f"{grid_path.stem}-curves.png") if out else run_dir / "curves.png"
     losses_path = grid_path.with_name(f"{grid_path.stem}-losses.png") if out else run_dir / "losses.png"
@@ -59,22 +60,23 @@ def compare_command(
     device: DeviceOption = "auto",
 ):
     """The same images side by side: each run's map and predicted box, with the shared ground truth."""
+    from wsolbench import finished_run as F
     from wsolbench import pictures as P
     from wsolbench.errors import WsolbenchError
 
-    P.check_split(split)
+    F.check_split(split)
     P.pick_images(1, n, seed)
-    configs = [P.read_finished_run(d)[0] for d in (run_a, run_b)]
+    configs = [F.read_finished_run(d)[0] for d in (run_a, run_b)]
     datasets = [(c.get("dataset"), str(Path(c["data_root"]).resolve()) if c.get("data_root") else None) for c in configs]
     if datasets[0] != datasets[1]:
         raise WsolbenchError(f"{run_a} is on dataset {_where(datasets[0])} but {run_b} on {_where(datasets[1])}: "
                              f"compare needs two runs on the same dataset")
-    runs = (P.load_run(run_a, device=device, log=typer.echo), P.load_run(run_b, device=device, log=typer.echo))
+    runs = (F.load_run(run_a, device=device, log=typer.echo), F.load_run(run_b, device=device, log=typer.echo))
     ids = [[s.image_id for s in r.samples(split)] for r in runs]
     if ids[0] != ids[1]:  # e.g. one run skipped bad samples
         raise WsolbenchError(f"{run_a} and {run_b}: the {split} splits hold different images")
     indices = P.pick_images(len(ids[0]), n, seed)
-    tiles = (P.make_tiles(runs[0], split, indices), P.make_tiles(runs[1], split, indices))
+    tiles = (F.make_tiles(runs[0], split, indices), F.make_tiles(runs[1], split, indices))
     path = out or run_a.parent / f"compare-{run_a.name}-vs-{run_b.name}-{split}.png"
     P.save_png(P.compare_figure(runs, split, tiles), path)
     typer.echo(f"wrote {path} ({len(indices)} {split} images)")
