@@ -93,7 +93,7 @@ def test_every_bad_grid_file_is_one_line_naming_file_and_key(tmp_path, run_cli, 
 
 def test_missing_grid_file_names_the_shipped_ones(tmp_path, run_cli):
     code, out, err = run_cli("run", "--config", tmp_path / "nope.toml")
-    assert code == 2 and "no such file (shipped grid files: main-job, pretrained)" in out + err
+    assert code == 2 and "no such file (shipped grid files: main-job, pretrained, transformers)" in out + err
 
 
 def test_shipped_grid_files_are_valid_and_the_main_job_is_every_training_method():
@@ -111,6 +111,9 @@ def test_shipped_grid_files_are_valid_and_the_main_job_is_every_training_method(
     assert main["jobs"] == 0 and main["leaderboard_out"] == Path("leaderboards")
     pretrained = G.read(G.resolve("pretrained"), kinds)
     assert pretrained["board_name"] == "pretrained" and pretrained["pretrained"] == "lite0.pth"
+    vit = G.read(G.resolve("transformers"), kinds)  # every transformer method, on a transformer
+    assert set(vit["method"]) == {m for m in METHODS.names() if METHODS.get(m).obj.needs_tokens} | {"center-box", "full-image"}
+    assert vit["board_name"] == "transformers" and vit["backbone"] == ["deit_tiny_patch16_224"]
 
 
 def test_rerun_from_config_json_reproduces_the_metrics_exactly(synth, tmp_path, run_cli):
