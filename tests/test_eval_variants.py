@@ -123,3 +123,4 @@ def test_ten_crop_rows_are_labelled_with_their_own_records(two_runs, run_cli):
     assert row["method"].tolist() == ["cam + gradcam + ten-crop"]
     own = df[(df["run_id"] == a.name) & (df["protocol"] == "cub") & (df["method"] == "cam")]
     assert len(own) == 1 and own["cls_views"].tolist() == ["one view"]
+    assert row["config"].iloc[0] != own["config"].iloc[0]  # its own row: its own interval and paired differences

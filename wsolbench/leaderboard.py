@@ -75,7 +75,8 @@ def collect_runs(runs_dir: Path, run_dirs: dict | None = None) -> tuple[pd.DataF
             run_dirs[run_id] = run_dir
         # what does not change a run's numbers (the scoring workers, ...) does not split a row either
         identity = {k: v for k, v in config.items() if k not in ("seed", "run_id", *NOT_IDENTITY)}
-        config_id = hashlib.sha1(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:8]
+        config_id = lambda variant: hashlib.sha1(json.dumps(  # noqa: E731 - an evaluation variant is another row
+            {**identity, "eval_variant": variant} if variant else identity, sort_keys=True, default=str).encode()).hexdigest()[:8]
         all_metrics = [primary]
         for extra in sorted(run_dir.glob("eval-*.json")):
             metrics = _read_metrics(extra, run_id, problems)
@@ -87,11 +88,11 @@ def collect_runs(runs_dir: Path, run_dirs: dict | None = None) -> tuple[pd.DataF
             row = {
                 "dataset": config["dataset"], "protocol": metrics.get("protocol"), "method": row_label(config["method"], metrics),
                 "backbone": config["backbone"], "seed": config["seed"], "policy": metrics.get("policy"),
-                "cls_views": metrics.get("cls_views", "one view"), "variant": metrics.get("variant", metrics.get("explainer", "")),
+                "cls_views": metrics.get("cls_views", "one view"), "variant": row_variant(metrics),
                 "threshold": metrics.get("threshold"), "box_rule": metrics.get("box_rule"),
                 "epochs": config.get("epochs"), "commit": metrics.get("commit"), "run_id": run_id,
                 "grid_file": config.get("grid_file"),  # wsolbench run --config FILE, if it came from one
-                "config": config_id,  # runs that differ only in seed share it, and are averaged together
+                "config": config_id(row_variant(metrics)),  # runs that differ only in seed share it, and are averaged
                 # a property of the training: the same on every protocol's row
                 "collapse": _collapse(run_collapse(run_dir, primary.get("collapse"))),
             }
@@ -101,6 +102,11 @@ def collect_runs(runs_dir: Path, run_dirs: dict | None = None) -> tuple[pd.DataF
     df = pd.DataFrame(rows, columns=TIDY_COLUMNS)
     return df.sort_values(["dataset", "protocol", "method", "backbone", "config", "seed"], kind="stable",
                           ignore_index=True), problems
+
+
+def row_variant(metrics: dict) -> str:
+    """The evaluation variant of a metrics file ("" for the run's own; an older explainer file: its explainer)."""
+    return metrics.get("variant") or metrics.get("explainer") or ""
 
 
 def row_label(method: str, metrics: dict) -> str:
