@@ -169,34 +169,33 @@ def main() -> None:
         torch.manual_seed(0)
         torch.save(timm.create_model(args.model, num_classes=1000).state_dict(), weights)
     wsolbench = [sys.executable, "-m", "wsolbench"]
-    runs = {}
-    print(f"{'images':>8} {'wall s':>8} {'images/s':>9} {'peak RSS GB':>12}")
-    for n in sorted(set(args.images + [args.explain_images])):
+
+    def score(n: int) -> tuple[Path, float, float]:
         out = args.data / f"runs-{n}-{args.model}-{args.input_size}"
-        cmd = [*wsolbench, "run", "-m", "cam", "-b", args.model, "--pretrained", str(weights), "--epochs", "0",
-               "-d", "ilsvrc", "--data-root", str(folders[n]), "--policy", "test-optimal", "--input-size",
-               str(args.input_size), "--out", str(out), "--device", "cpu", "--no-progress"]
         for old in out.glob("ilsvrc/*"):  # measure a fresh evaluation, not a skipped cell
             subprocess.run(["rm", "-rf", str(old)], check=True)
-        wall, rss = measured(cmd)
-        runs[n] = next(out.glob("ilsvrc/*"))
-        if n in args.images:
-            print(f"{n:>8,} {wall:>8.1f} {n / wall:>9.1f} {rss:>12.2f}")
-    if len(args.images) > 1:
-        lo, hi = min(args.images), max(args.images)
-        print(f"peak RSS at {hi:,} / at {lo:,}: see the rows above (goal: within 10%)")
+        wall, rss = measured([*wsolbench, "run", "-m", "cam", "-b", args.model, "--pretrained", str(weights), "--epochs",
+                              "0", "-d", "ilsvrc", "--data-root", str(folders[n]), "--policy", "test-optimal",
+                              "--input-size", str(args.input_size), "--out", str(out), "--device", "cpu", "--no-progress"])
+        return next(out.glob("ilsvrc/*")), wall, rss
+
     n = args.explain_images
-    plain_wall, plain_rss = measured([*wsolbench, "eval", str(runs[n]), "--device", "cpu"])
-    print(f"\nexplainers on {n:,} images (wall s, x the run's own maps; peak RSS GB, + over plain eval)")
+    run, _, _ = score(n)
+    plain_wall, plain_rss = measured([*wsolbench, "eval", str(run), "--device", "cpu"])
+    print(f"explainers on {n:,} images (wall s, x the run's own maps; peak RSS GB, + over plain eval)")
     print(f"{'own maps':>10} {plain_wall:8.1f}  1.00x {plain_rss:6.2f}")
     for name in args.explainers:
-        wall, rss = measured([*wsolbench, "eval", str(runs[n]), "--explainer", name, "--device", "cpu"])
-        print(f"{name:>10} {wall:8.1f} {wall / plain_wall:5.2f}x {rss:6.2f} (+{rss - plain_rss:.2f})")
+        wall, rss = measured([*wsolbench, "eval", str(run), "--explainer", name, "--device", "cpu"])
+        print(f"{name:>10} {wall:8.1f} {wall / plain_wall:5.2f}x {rss:6.2f} (+{rss - plain_rss:.2f})", flush=True)
     print(f"\nstage costs, ms per image on one thread ({args.stage_images} images; bootstrap over the {n:,}-image records)")
-    costs = stage_costs(folders[n], weights, args.model, args.stage_images, runs[n])
+    costs = stage_costs(folders[n], weights, args.model, args.stage_images, run)
     for key, value in costs.items():
         print(f"  {key:<28} {value:7.3f}")
     print(f"  {'all but the forward':<28} {sum(v for k, v in costs.items() if k != 'forward'):7.3f}  (goal: at most 2)")
+    print(f"\n{'images':>8} {'wall s':>8} {'images/s':>9} {'peak RSS GB':>12}")
+    for n in sorted(args.images):
+        _, wall, rss = score(n)
+        print(f"{n:>8,} {wall:>8.1f} {n / wall:>9.1f} {rss:>12.2f}", flush=True)
     print(f"load average after: {os.getloadavg()}")
 
 

@@ -35,6 +35,8 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--only", nargs="*", default=list(EXPLAINERS))
+    p.add_argument("--package-way", action="store_true", help="one forward and backward per pair, through the "
+                   "package (how every explainer ran before the batched computation)")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -64,7 +66,7 @@ def main() -> None:
     print(f"{'method':<20}{'s / image':>12}{'x CAM':>10}")
     print(f"{'cam (forward)':<20}{base:>12.4f}{1.0:>10.1f}")
     for explainer in a.only:
-        wrapped = Explained(method, explainer, batch_size=a.batch)
+        wrapped = Explained(method, explainer, batch_size=a.batch, batched=False if a.package_way else None)
 
         def run():
             with torch.no_grad():
