@@ -304,8 +304,6 @@ def _grid_files(group: pd.DataFrame) -> list[str]:
 def write_leaderboards(runs_dir: Path, out_dir: Path, console=None, name: str | None = None) -> list[Path]:
     """Regenerate ``out_dir``'s boards of ``runs_dir`` (``name``: their file names, see ``board_stem``);
     returns the files written."""
-    from wsolbench import intervals as I
-
     runs_dir, out_dir = Path(runs_dir), Path(out_dir)
     df, problems, run_dirs = collect_leaderboard_runs(runs_dir)
     from wsolbench.engine.claims import missing_note
