@@ -44,3 +44,22 @@ def test_adding_a_batch_does_not_copy_the_rows_held():
     acc.update(**batches[2])
     assert acc._states["img_hits"] is held  # the two new batches wait, uncopied, until the next look
     assert len(acc.states["img_hits"]) == 21 and acc.states["img_hits"].data_ptr() == acc.states["img_hits"].data_ptr()
+
+
+def test_evaluation_gives_free_memory_back_every_so_many_images(tmp_path, monkeypatch):
+    """A long evaluation returns the allocator's free pages every EVERY_IMAGES images (memory flat in N)."""
+    from wsolbench.data.loading import ImageDataset, test_transform
+    from wsolbench.data.synthetic import generate
+    from wsolbench.engine import evaluate as E
+    from wsolbench.methods.base import build_method
+    from wsolbench.registry import DATASETS
+
+    data = generate(tmp_path / "synth", classes=2, per_class=2, test_per_class=5, size=32)
+    samples = DATASETS.build("synthetic", root=data).samples("test")
+    calls = []
+    monkeypatch.setattr(E, "EVERY_IMAGES", 4)
+    monkeypatch.setattr(E, "release_free_memory", lambda: calls.append(1))
+    method = build_method("center-box", None, 2)
+    acc = E.evaluate_split(method, ImageDataset(samples, test_transform(32)), samples, PROTOCOLS.build("cub"),
+                           torch.device("cpu"), batch_size=3, score_workers=1)
+    assert int(acc.states["n_images"]) == len(samples) == 10 and len(calls) == 2  # past images 4 and 8

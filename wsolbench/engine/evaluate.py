@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from wsolbench.engine import distributed as D
+from wsolbench.engine.memory import EVERY_IMAGES, release_free_memory
 
 
 def autocast(device: torch.device, enabled: bool):
@@ -93,7 +94,11 @@ def evaluate_split(method, dataset, samples, protocols, device, *, batch_size=32
     shard = D.shard(len(samples), info)
     with Scorer([protocols] if single else protocols, score_workers) as scorer:
         loader = make_loader(dataset, shard, batch_size, num_workers) if shard else []
+        seen = 0
         for maps, top, top_maps, idx in predict(method, loader, device, amp, channels_last, classifier):
+            if (seen + len(idx)) // EVERY_IMAGES > seen // EVERY_IMAGES:  # memory flat in the number of images
+                release_free_memory()
+            seen += len(idx)
             batch = [samples[i] for i in idx]
             sizes = np.array([s.size for s in batch], dtype=np.int64)
             boxes = [np.asarray(s.boxes, dtype=np.float64).reshape(-1, 4) for s in batch]
