@@ -46,7 +46,7 @@ class ViTRollout(Method):
 
         backbone, cams = self.backbone, None
         if self.training:  # timm's fused attention: the weights are not needed
-            tokens = backbone.model.forward_features(backbone._input(images))
+            tokens = backbone.model.forward_features(backbone.model_input(images))
             cls, features = tokens[:, 0], tokens_to_map(tokens, backbone.num_prefix_tokens, backbone.grid)
         else:
             tokens = backbone.forward_tokens(images)

@@ -51,7 +51,7 @@ def test_map_is_the_patch_tokens_in_raster_order(name, prefix):
     assert (backbone.num_prefix_tokens, backbone.grid, backbone.reduction) == (prefix, (3, 3), 16)
     x = images(size=48)
     with torch.no_grad():
-        tokens = backbone.model.forward_features(backbone._input(x))  # B x (prefix + 9) x D, final-normed
+        tokens = backbone.model.forward_features(backbone.model_input(x))  # B x (prefix + 9) x D, final-normed
         fmap = backbone(x)
     assert fmap.shape == (2, backbone.out_channels, 3, 3)
     for i in range(3):
@@ -68,8 +68,8 @@ def test_attention_weights_reproduce_every_block_and_leave_nothing_behind():
     with torch.no_grad():
         t = backbone.forward_tokens(x)
         assert torch.allclose(t.map, backbone(x), atol=1e-5)  # the same forward as timm's fused attention
-        assert torch.allclose(t.cls, model.forward_features(backbone._input(x))[:, 0], atol=1e-5)
-        h = model.norm_pre(model.patch_drop(model._pos_embed(model.patch_embed(backbone._input(x)))))
+        assert torch.allclose(t.cls, model.forward_features(backbone.model_input(x))[:, 0], atol=1e-5)
+        h = model.norm_pre(model.patch_drop(model._pos_embed(model.patch_embed(backbone.model_input(x)))))
         for block, weights in zip(model.blocks, t.attentions):  # block by block: explicit weights = fused output
             attn, record = block.attn, []
             inputs = block.norm1(h)
@@ -203,7 +203,7 @@ def test_zero_shot_transformer_head_on_the_mean_of_patch_tokens_is_cam(tmp_path)
     with torch.no_grad():
         out = method.eval()(images())
         # the checkpoint's own classifier, fed the normalisation its config names (0.5 / 0.5 here)
-        assert torch.allclose(out.logits, full.eval()(method.backbone._input(images())), atol=1e-5)
+        assert torch.allclose(out.logits, full.eval()(method.backbone.model_input(images())), atol=1e-5)
         assert torch.allclose(out.cams.mean(dim=(2, 3)) + method.classifier.bias, out.logits, atol=1e-5)
 
 
@@ -222,7 +222,7 @@ def test_zero_shot_class_token_head_is_vit_rollouts_classifier(tmp_path):
     full.load_state_dict(torch.load(path))
     with torch.no_grad():
         out = method.eval()(images())
-        torch.testing.assert_close(out.logits, full.eval()(method.backbone._input(images())), rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(out.logits, full.eval()(method.backbone.model_input(images())), rtol=1e-4, atol=1e-5)
         maps = method.maps(out, torch.tensor([[0, 3], [1, 2]]))
         expected = rollout_map(method.backbone.forward_tokens(images()).attentions, 1, (2, 2))
     assert maps.shape == (2, 2, 2, 2) and torch.allclose(maps[:, 1], expected)

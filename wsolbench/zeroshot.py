@@ -116,7 +116,7 @@ def _token_classifier(method_entry, name, path, state, key, num_classes, setting
     size = backbone.grid[0] * backbone.reduction
     with torch.no_grad():  # the head must be the mean of the patch tokens + the linear layer
         probe = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))
-        same = torch.allclose(model(backbone._input(probe)), head(backbone(probe).mean(dim=(2, 3))), atol=1e-4, rtol=1e-4)
+        same = torch.allclose(model(backbone.model_input(probe)), head(backbone(probe).mean(dim=(2, 3))), atol=1e-4, rtol=1e-4)
     if not same:
         raise WsolbenchError(f"timm's {name}: its head is not the mean of the patch tokens + linear (a norm after the "
                              "pooling?); zero-shot CAM needs that")
@@ -135,7 +135,7 @@ def _class_token_classifier(method_entry, name, backbone, head, state, key, num_
         probe = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))
         tokens = backbone.forward_tokens(probe)
         same = getattr(model, "global_pool", None) == "token" and tokens.cls is not None and \
-            torch.allclose(model(backbone._input(probe)), head(tokens.cls), atol=1e-4, rtol=1e-4)
+            torch.allclose(model(backbone.model_input(probe)), head(tokens.cls), atol=1e-4, rtol=1e-4)
     if not same:
         raise WsolbenchError(f"timm's {name}: its head is not one linear layer on the class token (a distilled or "
                              "pooled head?); vit-rollout needs that")

@@ -42,7 +42,8 @@ class ImageNetInput(nn.Module):
             self.register_buffer("input_scale", scale.view(1, 3, 1, 1), persistent=False)
             self.register_buffer("input_shift", shift.view(1, 3, 1, 1), persistent=False)
 
-    def _input(self, x: torch.Tensor) -> torch.Tensor:
+    def model_input(self, x: torch.Tensor) -> torch.Tensor:
+        """The images as the model's weights expect them (what its own forward is fed)."""
         return x * self.input_scale + self.input_shift if self.renormalise else x
 
 
@@ -59,7 +60,7 @@ class TimmLastStage(ImageNetInput):
         self.channels_last = str(getattr(features, "output_fmt", "NCHW")).endswith("NHWC")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.features(self._input(x))[-1]
+        out = self.features(self.model_input(x))[-1]
         return out.permute(0, 3, 1, 2) if self.channels_last else out
 
 

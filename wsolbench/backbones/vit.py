@@ -78,7 +78,7 @@ class TokenBackbone(ImageNetInput):
         self.has_class_token = model.cls_token is not None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return tokens_to_map(self.model.forward_features(self._input(x)), self.num_prefix_tokens, self.grid)
+        return tokens_to_map(self.model.forward_features(self.model_input(x)), self.num_prefix_tokens, self.grid)
 
     def forward_tokens(self, x: torch.Tensor) -> Tokens:
         """The map, the class token and every block's attention weights, from one forward pass."""
@@ -87,7 +87,7 @@ class TokenBackbone(ImageNetInput):
         for attn in modules:  # an instance attribute shadows the class's forward for this pass only
             attn.forward = functools.partial(_attention, attn, record=attentions)
         try:
-            tokens = self.model.forward_features(self._input(x))
+            tokens = self.model.forward_features(self.model_input(x))
         finally:
             for attn in modules:
                 del attn.forward
