@@ -124,3 +124,18 @@ def test_ten_crop_rows_are_labelled_with_their_own_records(two_runs, run_cli):
     own = df[(df["run_id"] == a.name) & (df["protocol"] == "cub") & (df["method"] == "cam")]
     assert len(own) == 1 and own["cls_views"].tolist() == ["one view"]
     assert row["config"].iloc[0] != own["config"].iloc[0]  # its own row: its own interval and paired differences
+
+
+def test_a_class_agnostic_baseline_gets_top1_loc_from_a_classifier(two_runs, run_cli, tmp_path):
+    data, a, _ = two_runs
+    code, out, err = run_cli("run", "-m", "center-box", "-b", "test_resnet", "-d", "synthetic", "--data-root", data,
+                             "--input-size", "32", "--out", tmp_path / "runs", "--device", "cpu", "--no-progress")
+    assert code == 0, out + err
+    (box,) = (tmp_path / "runs" / "synthetic").iterdir()
+    assert _metrics(box, "metrics.json").get("top1_loc") is None  # no classifier of its own
+    code, out, err = run_cli("eval", box, "--classifier", a, "--device", "cpu")
+    assert code == 0, out + err
+    with_classes = _metrics(box, f"eval-cub-classifier-{a.name}.json")
+    own = _metrics(box, "metrics.json")
+    assert with_classes["top1_cls"] == _metrics(a, "metrics.json")["top1_cls"]  # a's classes
+    assert with_classes["gt_known_loc"] == own["gt_known_loc"] and 0 <= with_classes["top1_loc"] <= with_classes["gt_known_loc"]
