@@ -35,13 +35,16 @@ PAPER = dict(backbone="deit_small_patch16_224", optimizer="AdamW", lr={"cub": 5e
              batch_size={"cub": 128, "ilsvrc": 256}, input_size=224, resize=256)
 
 
-def require_tokens(backbone: nn.Module, method: str) -> None:
-    """One line where ``method`` needs a vision transformer and ``backbone`` is not one."""
+def require_tokens(backbone: nn.Module, method: str, class_token: str | None = None) -> None:
+    """One line where ``method`` needs a vision transformer and ``backbone`` is not one; with ``class_token`` (what
+    the method reads it for) also where the transformer has no class token."""
     from wsolbench.backbones.vit import is_token_backbone
 
     if not is_token_backbone(backbone):
         raise WsolbenchError(f"{method} needs a vision transformer backbone (its patch tokens and attention), not "
                              f"{type(backbone).__name__}: try -b deit_tiny_patch16_224 (wsolbench list backbones)")
+    if class_token and not backbone.has_class_token:
+        raise WsolbenchError(f"{method}: backbone {backbone.name} has no class token, {class_token}")
 
 
 def semantic_agnostic_attention(attentions: list[torch.Tensor], num_prefix_tokens: int,
@@ -63,9 +66,7 @@ class TSCAM(Method):
 
     def __init__(self, backbone: nn.Module, num_classes: int, **config):
         super().__init__(backbone, num_classes, **config)
-        require_tokens(backbone, "ts-cam")
-        if not backbone.has_class_token:
-            raise WsolbenchError(f"ts-cam: backbone {backbone.name} has no class token, whose attention TS-CAM reads")
+        require_tokens(backbone, "ts-cam", class_token="whose attention TS-CAM reads")
         self.head = nn.Conv2d(backbone.out_channels, num_classes, 3, padding=1)
         self.explain_layer = "backbone.model.norm"  # explainers: the final-normed tokens the head reads (as a map)
 

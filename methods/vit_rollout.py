@@ -16,7 +16,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from wsolbench.errors import WsolbenchError
 from wsolbench.methods.base import Method, MethodConfig, MethodOutput, register_method
 from wsolbench.methods.ts_cam import require_tokens
 
@@ -33,20 +32,17 @@ class ViTRollout(Method):
 
     def __init__(self, backbone: nn.Module, num_classes: int, **config):
         super().__init__(backbone, num_classes, **config)
-        require_tokens(backbone, "vit-rollout")
-        if not backbone.has_class_token:
-            raise WsolbenchError(f"vit-rollout: backbone {backbone.name} has no class token to classify from")
+        require_tokens(backbone, "vit-rollout", class_token="to classify from")
         self.classifier = nn.Linear(backbone.out_channels, num_classes)
         self.explain_layer = f"backbone.model.blocks.{len(backbone.model.blocks) - 1}.norm1"
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> MethodOutput:
         from wsolbench.attention_rollout import rollout_map
-
         from wsolbench.backbones.vit import tokens_to_map
 
         backbone, cams = self.backbone, None
         if self.training:  # timm's fused attention: the weights are not needed
-            tokens = backbone.model.forward_features(backbone.model_input(images))
+            tokens = backbone.tokens(images)
             cls, features = tokens[:, 0], tokens_to_map(tokens, backbone.num_prefix_tokens, backbone.grid)
         else:
             tokens = backbone.forward_tokens(images)

@@ -101,46 +101,33 @@ def build_pretrained_classifier(method_entry, cfg, num_classes: int, settings: d
 
 
 def _token_classifier(method_entry, name, path, state, key, num_classes, settings, cfg, input_size) -> nn.Module:
-    """A vision transformer's checkpoint with its own head as CAM's classifier (see the module docstring)."""
+    """A vision transformer's checkpoint with its own head as the method's classifier (see the module docstring):
+    vit-rollout takes a head on the class token, the CAM family one on the mean of the patch tokens."""
     from wsolbench.backbones.vit import build_token_backbone
+    from wsolbench.methods.vit_rollout import ViTRollout
 
     backbone = build_token_backbone(name, path, cfg.output_stride, input_size, num_classes=num_classes).eval()
     model, head = backbone.model, backbone.model.get_submodule(key)
-    if method_entry.obj.__name__ == "ViTRollout":
-        return _class_token_classifier(method_entry, name, backbone, head, state, key, num_classes, settings)
-    if getattr(model, "global_pool", None) != "avg":
-        raise WsolbenchError(f"timm's {name} classifies from its class token (global_pool={model.global_pool!r}), so "
+    on_class_token = issubclass(method_entry.obj, ViTRollout)
+    pool = getattr(model, "global_pool", None)
+    if on_class_token and pool != "token":
+        raise WsolbenchError(f"timm's {name} classifies from its pooled patch tokens (global_pool={pool!r}), not its "
+                             "class token; vit-rollout needs a class-token head (use -m vit-cam)")
+    if not on_class_token and pool != "avg":
+        raise WsolbenchError(f"timm's {name} classifies from its class token (global_pool={pool!r}), so "
                              "its head gives no class activation map; zero-shot CAM needs a head on the mean of the "
                              "patch tokens (score the checkpoint's class-token head with -m vit-rollout: docs/transformers.md)")
     head.load_state_dict({"weight": state[f"{key}.weight"], "bias": state[f"{key}.bias"]})  # timm drops it: C != 1000
     size = backbone.grid[0] * backbone.reduction
-    with torch.no_grad():  # the head must be the mean of the patch tokens + the linear layer
+    with torch.no_grad():  # the head must be one linear layer on what the method feeds its classifier
         probe = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))
-        same = torch.allclose(model(backbone.model_input(probe)), head(backbone(probe).mean(dim=(2, 3))), atol=1e-4, rtol=1e-4)
+        fed = backbone.forward_tokens(probe).cls if on_class_token else backbone(probe).mean(dim=(2, 3))
+        same = torch.allclose(model(backbone.model_input(probe)), head(fed), atol=1e-4, rtol=1e-4)
     if not same:
-        raise WsolbenchError(f"timm's {name}: its head is not the mean of the patch tokens + linear (a norm after the "
-                             "pooling?); zero-shot CAM needs that")
+        raise WsolbenchError(f"timm's {name}: its head is not one linear layer on the "
+                             f"{'class token' if on_class_token else 'mean of the patch tokens'} (a norm after the "
+                             f"pooling, a distilled head?); {method_entry.name} needs that")
     method = method_entry.build(backbone, num_classes, **settings)
     method.classifier.load_state_dict(head.state_dict())
     model.reset_classifier(0)  # the classifier lives in the method; the backbone hands out the map only
     return method
-
-
-def _class_token_classifier(method_entry, name, backbone, head, state, key, num_classes, settings) -> nn.Module:
-    """A vision transformer's checkpoint with its class-token head as vit-rollout's classifier."""
-    model = backbone.model
-    head.load_state_dict({"weight": state[f"{key}.weight"], "bias": state[f"{key}.bias"]})
-    size = backbone.grid[0] * backbone.reduction
-    with torch.no_grad():  # the head must read the final-normed class token, nothing else
-        probe = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))
-        tokens = backbone.forward_tokens(probe)
-        same = getattr(model, "global_pool", None) == "token" and tokens.cls is not None and \
-            torch.allclose(model(backbone.model_input(probe)), head(tokens.cls), atol=1e-4, rtol=1e-4)
-    if not same:
-        raise WsolbenchError(f"timm's {name}: its head is not one linear layer on the class token (a distilled or "
-                             "pooled head?); vit-rollout needs that")
-    method = method_entry.build(backbone, num_classes, **settings)
-    method.classifier.load_state_dict(head.state_dict())
-    model.reset_classifier(0)  # the classifier lives in the method
-    return method
-

@@ -85,15 +85,19 @@ def build_timm_backbone(
     kwargs: dict = dict(features_only=True, out_indices=(-1,))
     if output_stride is not None:
         kwargs["output_stride"] = output_stride
-    if pretrained is not None and pretrained != "hub":
-        check_file_fits(name, Path(pretrained))
-        # timm reads the file itself (applying its key filters); the overlay names the file as the only source
-        kwargs.update(pretrained=True, pretrained_cfg_overlay=dict(file=str(pretrained), source=None))
-    else:
-        kwargs["pretrained"] = pretrained == "hub"  # "hub" is the only route to the network
     with _quiet_unused_head_keys():
-        features = create_timm_model(name, **kwargs)
+        features = create_timm_model(name, **kwargs, **weight_kwargs(name, pretrained))
     return TimmLastStage(features)
+
+
+def weight_kwargs(name: str, pretrained: str | Path | None) -> dict:
+    """``timm.create_model``'s weight options for random init (None), a local file (checked against the model
+    first) or ``"hub"`` (the only route to the network)."""
+    if pretrained is None or pretrained == "hub":
+        return dict(pretrained=pretrained == "hub")
+    check_file_fits(name, Path(pretrained))
+    # timm reads the file itself (applying its key filters); the overlay names the file as the only source
+    return dict(pretrained=True, pretrained_cfg_overlay=dict(file=str(pretrained), source=None))
 
 
 @contextlib.contextmanager

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from wsolbench.backbones.timm_features import (
-    NON_CNN_PREFIXES, ImageNetInput, _quiet_unused_head_keys, check_file_fits, check_timm_name, create_timm_model,
+    NON_CNN_PREFIXES, ImageNetInput, _quiet_unused_head_keys, check_timm_name, create_timm_model, weight_kwargs,
 )
 from wsolbench.errors import WsolbenchError
 
@@ -77,8 +77,12 @@ class TokenBackbone(ImageNetInput):
         self.reduction: int = model.patch_embed.img_size[0] // self.grid[0]  # the patch size (hybrids: x the stem's)
         self.has_class_token = model.cls_token is not None
 
+    def tokens(self, x: torch.Tensor) -> torch.Tensor:
+        """Every final-normed token, B x N x D (prefix first), from timm's own fused forward."""
+        return self.model.forward_features(self.model_input(x))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return tokens_to_map(self.model.forward_features(self.model_input(x)), self.num_prefix_tokens, self.grid)
+        return tokens_to_map(self.tokens(x), self.num_prefix_tokens, self.grid)
 
     def forward_tokens(self, x: torch.Tensor) -> Tokens:
         """The map, the class token and every block's attention weights, from one forward pass."""
@@ -87,7 +91,7 @@ class TokenBackbone(ImageNetInput):
         for attn in modules:  # an instance attribute shadows the class's forward for this pass only
             attn.forward = functools.partial(_attention, attn, record=attentions)
         try:
-            tokens = self.model.forward_features(self.model_input(x))
+            tokens = self.tokens(x)
         finally:
             for attn in modules:
                 del attn.forward
@@ -160,11 +164,6 @@ def build_token_backbone(name: str, pretrained: str | Path | None = None, output
     kwargs: dict = dict(num_classes=num_classes)
     if input_size is not None:
         kwargs["img_size"] = input_size
-    if pretrained is not None and pretrained != "hub":
-        check_file_fits(name, Path(pretrained))
-        kwargs.update(pretrained=True, pretrained_cfg_overlay=dict(file=str(pretrained), source=None))
-    else:
-        kwargs["pretrained"] = pretrained == "hub"
     with _quiet_unused_head_keys():
-        model = create_timm_model(name, **kwargs)
+        model = create_timm_model(name, **kwargs, **weight_kwargs(name, pretrained))
     return TokenBackbone(model, name)
