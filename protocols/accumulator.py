@@ -172,12 +172,18 @@ class LocalizationAccumulator:
     def merge(self, other: "LocalizationAccumulator") -> "LocalizationAccumulator":
         """Add ``other``'s counts; its per-image rows go after this one's (merge shards in their order)."""
         self._check_same(other)
-        for key in self.states:
-            if STATE_REDUCTIONS[key] == "cat":
-                self._pending[key].append(other.states[key])
-            else:
-                self.states[key] = self.states[key] + other.states[key]
+        self.add_states(other.states)
         return self
+
+    def add_states(self, states: dict) -> None:
+        """Add the states of an accumulator of the same settings (tensors or arrays): sums added, its per-image
+        rows queued after this one's."""
+        for key, value in states.items():
+            value = torch.as_tensor(value)
+            if STATE_REDUCTIONS[key] == "cat":
+                self._pending[key].append(value)
+            else:
+                self._states[key] = self._states[key] + value
 
     def per_image(self) -> dict[str, np.ndarray]:
         """The per-image rows as numpy arrays, bits unpacked: hits (N x I x T), labeled, top1, top5 (N),

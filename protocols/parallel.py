@@ -25,7 +25,7 @@ from concurrent.futures import ProcessPoolExecutor
 
 import torch
 
-from wsolbench.protocols.accumulator import STATE_REDUCTIONS, LocalizationAccumulator, cat_rows
+from wsolbench.protocols.accumulator import LocalizationAccumulator
 
 
 def usable_cores() -> int:
@@ -62,8 +62,7 @@ class Scorer:
         self.protocols = list(protocols)
         self.workers = usable_cores() if workers is None else int(workers)
         self.pending: deque = deque()
-        self.accs = [p.accumulator() for p in self.protocols]  # the sums, added shard by shard
-        self.rows: list[dict] = [{k: [] for k, r in STATE_REDUCTIONS.items() if r == "cat"} for _ in self.protocols]
+        self.accs = [p.accumulator() for p in self.protocols]  # every shard's states, added in order
         self.pool = None
         if self.workers > 1:
             sys.stdout.flush()  # a forked worker would write out a copy of what is still buffered
@@ -91,14 +90,9 @@ class Scorer:
             self._take(self.pending.popleft().result())
 
     def _take(self, shard: list[dict]) -> None:
-        """The next shard in order: its sums added, its per-image rows kept for one concatenation."""
-        for acc, rows, states in zip(self.accs, self.rows, shard):
-            for key, reduction in STATE_REDUCTIONS.items():
-                value = torch.from_numpy(states[key])
-                if reduction == "cat":
-                    rows[key].append(value)
-                else:
-                    acc.states[key] = acc.states[key] + value
+        """The next shard in order: its sums added, its per-image rows queued (joined once, when read)."""
+        for acc, states in zip(self.accs, shard):
+            acc.add_states(states)
 
     def results(self) -> list[LocalizationAccumulator]:
         """One accumulator per protocol holding every shard, in submission order; closes the workers."""
@@ -107,10 +101,6 @@ class Scorer:
                 self._take(self.pending.popleft().result())  # a worker's WsolbenchError is raised here
         finally:
             self.close()
-        for acc, rows in zip(self.accs, self.rows):
-            for key, parts in rows.items():
-                acc.states[key] = cat_rows(key, [acc.states[key], *parts])
-                parts.clear()
         return self.accs
 
     def close(self) -> None:
