@@ -80,7 +80,7 @@ def collect_runs(runs_dir: Path, run_dirs: dict | None = None) -> tuple[pd.DataF
         all_metrics = [primary]
         for extra in sorted(run_dir.glob("eval-*.json")):
             metrics = _read_metrics(extra, run_id, problems)
-            same = metrics and not metrics.get("explainer") and not metrics.get("variant") and \
+            same = metrics and not row_variant(metrics) and \
                 (metrics.get("protocol"), metrics.get("policy")) == (primary.get("protocol"), primary.get("policy"))
             if metrics is not None and not same:
                 all_metrics.append(metrics)
