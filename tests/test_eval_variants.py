@@ -139,3 +139,17 @@ def test_a_class_agnostic_baseline_gets_top1_loc_from_a_classifier(two_runs, run
     own = _metrics(box, "metrics.json")
     assert with_classes["top1_cls"] == _metrics(a, "metrics.json")["top1_cls"]  # a's classes
     assert with_classes["gt_known_loc"] == own["gt_known_loc"] and 0 <= with_classes["top1_loc"] <= with_classes["gt_known_loc"]
+
+
+def test_ten_crop_views_go_through_predict_with_channels_last():
+    from wsolbench.engine.evaluate import predict
+
+    torch.manual_seed(0)
+    method = build_method("cam", build_backbone("test_resnet"), 6).eval()
+    image = np.random.default_rng(1).integers(0, 255, (40, 52, 3), dtype=np.uint8)
+    views = torch.stack([L.test_transform(32, tencrop=True)(image)[0]] * 2)
+    batch = [(views, torch.tensor([1, 2]), torch.tensor([0, 1]))]
+    plain = next(predict(method, batch, torch.device("cpu")))
+    last = next(predict(method, batch, torch.device("cpu"), channels_last=True))
+    for a, b in zip(plain, last):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

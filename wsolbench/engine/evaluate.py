@@ -47,9 +47,10 @@ def predict(method, loader, device, amp=False, channels_last=False, classifier=N
         classifier.eval()
     for images, labels, indices in loader:
         images = images.to(device, non_blocking=True)
-        if channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
         full = images[:, 0] if images.ndim == 5 else images
+        if channels_last:  # 4-d only: the ten crops stay as they are
+            full = full.contiguous(memory_format=torch.channels_last)
+            images = full if images.ndim == 4 else images
         labels = torch.as_tensor(labels, device=device)
         with autocast(device, amp):
             out = method(full)
